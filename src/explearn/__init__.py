@@ -1,0 +1,14 @@
+"""explearn: training classifiers from labels plus explanations (Tao and Shokri, "Machine Learning from
+Explanations", arXiv 2507.04788), with baselines, benchmarks and metrics."""
+
+__version__ = "0.1.0"
+
+from explearn import datasets, explain, losses, methods, metrics, models  # noqa: E402
+from explearn.datasets import ExplanationDataset, Splits  # noqa: E402
+from explearn.errors import ConfigError, DataError  # noqa: E402
+from explearn.train import TrainResult, train  # noqa: E402
+
+__all__ = [
+    "ConfigError", "DataError", "ExplanationDataset", "Splits", "TrainResult", "__version__", "datasets",
+    "explain", "losses", "methods", "metrics", "models", "train",
+]

@@ -1,0 +1,200 @@
+"""The data type every method trains on: images, labels and explanation masks, validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from explearn.errors import DataError
+
+
+@dataclass(frozen=True)
+class ExplanationDataset:
+    """Images with labels and, for some or all of them, a mask of the features that are the reason for the label.
+
+    A mask value of 1 marks a right reason (a pixel of the object that decides the class), 0 everything else;
+    values in between are soft masks. Samples whose ``has_mask`` is False have no explanation: methods skip their
+    explanation terms, and the content of their ``mask`` row is ignored.
+
+    Args:
+        x: images, float32 or float64.
+        y: integer class labels in ``[0, n_classes)``.
+        mask: explanation masks in [0, 1], bool or float; one channel (shared by all image channels) or one per
+            image channel. ``None`` means no sample has a mask.
+        has_mask: which samples have a mask; default: all of them when ``mask`` is given, none otherwise.
+        n_classes: number of classes; default ``max(y) + 1``.
+        class_names: optional names, one per class.
+        name: what this dataset is, for messages ("triangles/train").
+
+    Shape:
+        x: (N, C, H, W); y: (N,); mask: (N, 1, H, W) or (N, C, H, W); has_mask: (N,).
+
+    Raises:
+        DataError: with the dataset name and the offending field, on any wrong shape, dtype, range or NaN.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    mask: torch.Tensor | None = None
+    has_mask: torch.Tensor | None = None
+    n_classes: int | None = None
+    class_names: tuple[str, ...] | None = None
+    name: str = "dataset"
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen dataclass: normalise fields once, here
+        x = _as_tensor(self.x, "x", self.name)
+        if x.dim() != 4:
+            raise DataError(f"{self.name}: x must have shape (N, C, H, W), got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise DataError(
+                f"{self.name}: x must be float32 or float64, got {x.dtype} "
+                "(scale integer images to [0, 1] first, e.g. x / 255)"
+            )
+        _check_finite(x, "x", self.name)
+        n, c, h, w = x.shape
+        if n == 0:
+            raise DataError(f"{self.name}: the dataset is empty")
+
+        y = _as_tensor(self.y, "y", self.name)
+        if y.dim() != 1 or y.shape[0] != n:
+            raise DataError(f"{self.name}: y must have shape ({n},) to match x, got {tuple(y.shape)}")
+        if y.is_floating_point() or y.dtype == torch.bool:
+            raise DataError(f"{self.name}: y must hold integer class labels, got {y.dtype}")
+        y = y.long()
+        n_classes = int(y.max()) + 1 if self.n_classes is None else int(self.n_classes)
+        if n_classes < 2:
+            raise DataError(f"{self.name}: need at least 2 classes, got n_classes={n_classes}")
+        bad = ((y < 0) | (y >= n_classes)).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            raise DataError(
+                f"{self.name}: label {int(y[i])} at sample {i} is outside [0, {n_classes}) "
+                f"({len(bad)} labels out of range)"
+            )
+
+        if self.mask is None:
+            mask = torch.zeros(n, 1, h, w, dtype=x.dtype)
+            if self.has_mask is not None and bool(torch.as_tensor(self.has_mask).any()):
+                raise DataError(f"{self.name}: has_mask marks samples with masks but mask is None")
+            has_mask = torch.zeros(n, dtype=torch.bool)
+        else:
+            mask = _as_tensor(self.mask, "mask", self.name)
+            if mask.dtype == torch.bool:
+                mask = mask.to(x.dtype)
+            if not mask.is_floating_point():
+                raise DataError(f"{self.name}: mask must be bool or float with values in [0, 1], got {mask.dtype}")
+            if mask.dim() != 4 or mask.shape[0] != n or mask.shape[2:] != (h, w) or mask.shape[1] not in (1, c):
+                raise DataError(
+                    f"{self.name}: mask must have shape ({n}, 1, {h}, {w}) or ({n}, {c}, {h}, {w}) "
+                    f"to match x, got {tuple(mask.shape)}"
+                )
+            _check_finite(mask, "mask", self.name)
+            lo, hi = float(mask.min()), float(mask.max())
+            if lo < 0 or hi > 1:
+                i = int(((mask < 0) | (mask > 1)).flatten(1).any(1).nonzero()[0])
+                raise DataError(
+                    f"{self.name}: mask values must lie in [0, 1], found range [{lo:g}, {hi:g}] "
+                    f"(first offending sample: {i})"
+                )
+            mask = mask.to(x.dtype)
+            has_mask = torch.ones(n, dtype=torch.bool) if self.has_mask is None else self.has_mask
+            has_mask = _as_tensor(has_mask, "has_mask", self.name)
+            if has_mask.shape != (n,):
+                raise DataError(f"{self.name}: has_mask must have shape ({n},), got {tuple(has_mask.shape)}")
+            if has_mask.dtype != torch.bool:
+                raise DataError(f"{self.name}: has_mask must be bool, got {has_mask.dtype}")
+
+        if self.class_names is not None and len(self.class_names) != n_classes:
+            raise DataError(
+                f"{self.name}: {len(self.class_names)} class names given for {n_classes} classes"
+            )
+        set_(self, "x", x)
+        set_(self, "y", y)
+        set_(self, "mask", mask)
+        set_(self, "has_mask", has_mask)
+        set_(self, "n_classes", n_classes)
+        if self.class_names is not None:
+            set_(self, "class_names", tuple(str(s) for s in self.class_names))
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        return tuple(self.x.shape[1:])  # type: ignore[return-value]
+
+    def class_counts(self) -> list[int]:
+        return torch.bincount(self.y, minlength=self.n_classes).tolist()
+
+    def subset(self, index: torch.Tensor | np.ndarray | list[int], name: str | None = None) -> "ExplanationDataset":
+        """The samples at ``index`` (a new dataset; tensors are indexed, not shared)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        return ExplanationDataset(
+            self.x[index], self.y[index], self.mask[index], self.has_mask[index],
+            self.n_classes, self.class_names, name or self.name,
+        )
+
+    def to(self, device: torch.device | str) -> "ExplanationDataset":
+        """A copy on ``device`` (validation is repeated, which is cheap next to training)."""
+        return ExplanationDataset(
+            self.x.to(device), self.y.to(device), self.mask.to(device), self.has_mask.to(device),
+            self.n_classes, self.class_names, self.name,
+        )
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A benchmark instance: training data, a validation split from the training distribution, a test split,
+    and optional further evaluation splits (e.g. ``test_spurious``).
+
+    ``info`` records how the data were made (dataset name, options, data seed), for results files.
+    """
+
+    train: ExplanationDataset
+    val: ExplanationDataset
+    test: ExplanationDataset
+    extra: Mapping[str, ExplanationDataset] = field(default_factory=dict)
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        shape, k = self.train.input_shape, self.train.n_classes
+        for split, ds in self.eval_splits().items():
+            if ds.input_shape != shape:
+                raise DataError(f"split {split!r} has images of shape {ds.input_shape}, train has {shape}")
+            if ds.n_classes != k:
+                raise DataError(f"split {split!r} has {ds.n_classes} classes, train has {k}")
+
+    def eval_splits(self) -> dict[str, ExplanationDataset]:
+        """Every split that is evaluated after each epoch, by name: train, val, test and the extra ones."""
+        return {"train": self.train, "val": self.val, "test": self.test, **self.extra}
+
+    @property
+    def n_classes(self) -> int:
+        return self.train.n_classes  # type: ignore[return-value]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.train.input_shape
+
+
+def _as_tensor(value: Any, field_name: str, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    try:
+        return torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{name}: {field_name} cannot be read as an array ({err})") from None
+
+
+def _check_finite(t: torch.Tensor, field_name: str, name: str) -> None:
+    bad = ~torch.isfinite(t)
+    if bad.any():
+        i = int(bad.flatten(1).any(1).nonzero()[0])
+        raise DataError(
+            f"{name}: {field_name} contains {int(bad.sum())} NaN or infinite values (first at sample {i})"
+        )

@@ -1,0 +1,12 @@
+"""The two kinds of user error explearn reports: bad configuration and bad data.
+
+Both are ``ValueError`` subclasses, so callers that already catch ``ValueError`` keep working.
+"""
+
+
+class ConfigError(ValueError):
+    """A setting, name or option is unknown, of the wrong type or out of range."""
+
+
+class DataError(ValueError):
+    """A dataset's tensors or files are malformed (shape, dtype, range, NaN, missing file)."""

@@ -1,0 +1,60 @@
+"""Right for the Right Reasons (RRR, "GradReg" in the paper; Ross, Hughes and Doshi-Velez, IJCAI 2017):
+cross-entropy plus a penalty on input gradients that fall on the wrong reasons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from explearn.config import check, setting
+from explearn.explain.gradients import input_gradients
+from explearn.methods.base import METHODS, Batch, Method, OptimHParams, step
+from explearn.models.base import logits
+
+
+@dataclass(frozen=True)
+class RRRHParams(OptimHParams):
+    """Settings of RRR."""
+
+    lam: float = setting(10.0, "weight of the input-gradient penalty")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.lam >= 0, "method 'rrr'", f"lam must be >= 0, got {self.lam}")
+
+
+def rrr_penalty(model: nn.Module, x: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor:
+    """Per-sample sum over input features of (W * d/dx sum_k log p_k)^2, differentiable in the weights.
+
+    Args:
+        wrong: the wrong-reason mask W (1 where the model must not look), e.g. 1 - right-reason mask.
+
+    Shape:
+        x (B, C, H, W), wrong (B, 1 or C, H, W) -> (B,)
+    """
+    grad = input_gradients(model, x, target="sum_log_prob", create_graph=True)
+    return (wrong * grad).pow(2).flatten(1).sum(1)
+
+
+@METHODS.register("rrr")
+class RRR(Method):
+    """CE + lam * mean over samples with a mask of sum((1 - e) * d/dx sum_k log p_k)^2 (Ross et al. 2017)."""
+
+    HParams = RRRHParams
+    uses_masks = True
+
+    def __init__(self, model: nn.Module, hparams: RRRHParams, batches_per_epoch: int) -> None:
+        super().__init__(model, hparams, batches_per_epoch)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = self.make_optimizer(self.params, hparams.lr)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        ce = F.cross_entropy(logits(self.model, batch.x), batch.y)
+        penalty = rrr_penalty(self.model, batch.x, 1.0 - batch.mask)
+        penalty = (penalty * batch.has_mask).sum() / batch.x.shape[0]  # samples without a mask: no penalty
+        loss = ce + self.hparams.lam * penalty
+        norm = step(self.optimizer, loss, self.params)
+        return {"ce": ce.item(), "rrr_penalty": penalty.item(), "grad_norm": norm}

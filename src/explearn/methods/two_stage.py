@@ -1,0 +1,169 @@
+"""The paper's method and its "no mapping layer" ablation (Tao and Shokri, "Machine Learning from Explanations",
+arXiv 2507.04788).
+
+Stage 1 minimises the cross-entropy over all parameters (learning rate eta1). Stage 2 minimises the feature
+misalignment loss ``KL(softmax(f(x')) || softmax(m(f(x))))`` with x' = x * e(x), the target detached, over the
+mapping layer m alone (learning rate eta2). The two stages alternate: every batch gets one stage-1 step, and the
+stage-2 steps for a block of batches follow that block's stage-1 steps (blocks of 1 batch, k batches, or an epoch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from explearn.config import check, setting
+from explearn.losses.alignment import AlignmentLoss
+from explearn.methods.base import METHODS, Batch, Method, OptimHParams, cross_entropy, masked_input, step
+from explearn.models.base import eval_mode, parameters_of
+from explearn.models.mapping import IdentityMapping
+
+
+@dataclass(frozen=True)
+class AlignmentHParams(OptimHParams):
+    """Settings of the feature misalignment loss, shared by the two-stage method and joint optimisation."""
+
+    loss: str = setting("kl", "divergence between target and prediction features (explearn list: losses)")
+    normalization: str = setting("softmax", "normalisation of each feature vector before the loss")
+    axis: str = setting("flat", "softmax axis: flat (whole map), spatial (per channel), channel (per position)")
+    fill: float = setting(0.0, "value of the masked-out pixels in x' = x * e + fill * (1 - e)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.alignment()  # unknown names and invalid combinations fail at construction
+
+    def alignment(self) -> AlignmentLoss:
+        return AlignmentLoss(self.loss, self.normalization, self.axis)
+
+
+@dataclass(frozen=True)
+class TwoStageHParams(AlignmentHParams):
+    """Settings of the two-stage method."""
+
+    lr_ratio: float = setting(1.0, "eta2 / eta1: learning rate of stage 2 relative to stage 1")
+    schedule: Literal["batch", "steps", "epoch"] = setting(
+        "batch", "alternation: after every batch, after every `schedule_steps` batches, or after every epoch"
+    )
+    schedule_steps: int = setting(1, "block length in batches when schedule='steps'")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.lr_ratio > 0, "method 'two_stage'", f"lr_ratio must be positive, got {self.lr_ratio}")
+        check(self.schedule_steps >= 1, "method 'two_stage'", f"schedule_steps must be >= 1, got {self.schedule_steps}")
+
+
+@dataclass(frozen=True)
+class AlternationSchedule:
+    """Which stage runs at each optimisation step of an epoch.
+
+    Batches are taken in blocks of ``block``; each block gets its stage-1 steps (one per batch) and then its
+    stage-2 steps (one per batch, on the same batches). A block never spans two epochs.
+    """
+
+    block: int
+    batches_per_epoch: int
+
+    @classmethod
+    def from_hparams(cls, hp: TwoStageHParams, batches_per_epoch: int) -> "AlternationSchedule":
+        block = {"batch": 1, "steps": hp.schedule_steps, "epoch": batches_per_epoch}[hp.schedule]
+        return cls(min(block, batches_per_epoch), batches_per_epoch)
+
+    def order(self) -> list[tuple[int, int]]:
+        """(stage, batch index within the epoch) of every step of one epoch, in order."""
+        steps: list[tuple[int, int]] = []
+        for start in range(0, self.batches_per_epoch, self.block):
+            block = range(start, min(start + self.block, self.batches_per_epoch))
+            steps += [(1, b) for b in block] + [(2, b) for b in block]
+        return steps
+
+    def phase(self, step: int) -> int:
+        """The stage (1 or 2) of global optimisation step ``step`` (two steps per batch)."""
+        return self.order()[step % (2 * self.batches_per_epoch)][0]
+
+    def flush_after(self, batch_index: int) -> bool:
+        """Whether the stage-2 steps of the current block run after the batch ``batch_index`` (within an epoch)."""
+        return (batch_index + 1) % self.block == 0 or batch_index + 1 == self.batches_per_epoch
+
+
+@METHODS.register("two_stage")
+class TwoStage(Method):
+    """The paper's two-stage method: cross-entropy on f, m, c; then feature misalignment on m alone."""
+
+    HParams = TwoStageHParams
+    uses_masks = True
+    #: which part stage 2 trains
+    stage_two_part = "mapping"
+
+    def __init__(self, model: nn.Module, hparams: TwoStageHParams, batches_per_epoch: int) -> None:
+        super().__init__(model, hparams, batches_per_epoch)
+        self.align = hparams.alignment()
+        self.schedule = AlternationSchedule.from_hparams(hparams, batches_per_epoch)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.stage_two_params = parameters_of(model, self.stage_two_part)
+        self.optimizer = self.make_optimizer(self.params, hparams.lr)
+        self.stage_two_optimizer = (
+            self.make_optimizer(self.stage_two_params, hparams.lr * hparams.lr_ratio) if self.stage_two_params else None
+        )
+        self._pending: list[Batch] = []
+        self._batch_index = 0
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        logs = self.stage_one(batch)
+        self._pending.append(batch)
+        if self.schedule.flush_after(self._batch_index):
+            logs.update(self._flush())
+        self._batch_index += 1
+        return logs
+
+    def end_epoch(self) -> dict[str, float]:
+        logs = self._flush()  # a shorter last epoch (never with the built-in loop) still gets its stage 2
+        self._batch_index = 0
+        return logs
+
+    def stage_one(self, batch: Batch) -> dict[str, float]:
+        """One cross-entropy step on all parameters."""
+        loss = cross_entropy(self.model, batch)
+        norm = step(self.optimizer, loss, self.params)
+        return {"ce": loss.item(), "grad_norm_stage1": norm}
+
+    def stage_two(self, batch: Batch) -> dict[str, float]:
+        """One misalignment step on the samples of ``batch`` that have a mask; skipped if none has."""
+        if self.stage_two_optimizer is None or not bool(batch.has_mask.any()):
+            return {}
+        keep = batch.has_mask
+        x, mask = batch.x[keep], batch.mask[keep]
+        with torch.no_grad(), eval_mode(self.model):  # the target: features of the reasons alone, no BN updates
+            target = self.model.features(masked_input(x, mask, self.hparams.fill))
+        loss = self.align(self.stage_two_prediction(x), target)
+        norm = step(self.stage_two_optimizer, loss, self.stage_two_params)
+        return {"align_loss": loss.item(), "grad_norm_stage2": norm}
+
+    def stage_two_prediction(self, x: torch.Tensor) -> torch.Tensor:
+        """m(f(x)) with gradients reaching m only."""
+        with torch.no_grad(), eval_mode(self.model.features):
+            z = self.model.features(x)
+        return self.model.mapping(z)
+
+    def _flush(self) -> dict[str, float]:
+        logs = [self.stage_two(b) for b in self._pending]
+        self._pending = []
+        logs = [entry for entry in logs if entry]
+        return {k: sum(entry[k] for entry in logs) / len(logs) for k in logs[0]} if logs else {}
+
+
+@METHODS.register("two_stage_no_mapping")
+class TwoStageNoMapping(TwoStage):
+    """The paper's "no mapping layer" ablation: the mapping layer is removed (m = identity) and stage 2 updates
+    the feature extractor f instead, with loss KL(softmax(f(x')) || softmax(f(x)))."""
+
+    stage_two_part = "features"
+
+    def __init__(self, model: nn.Module, hparams: TwoStageHParams, batches_per_epoch: int) -> None:
+        model.mapping = IdentityMapping()
+        super().__init__(model, hparams, batches_per_epoch)
+
+    def stage_two_prediction(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.features(x)

@@ -1,0 +1,15 @@
+"""Networks that expose features f, mapping m and classifier c, and the registry that builds them by name."""
+
+from explearn.models.base import ExplainableNet, Outputs, check_model, eval_mode, logits, parameters_of, run_parts
+from explearn.models.cnn import SmallCNNOptions, small_cnn
+from explearn.models.mapping import MAPPINGS, make_mapping
+from explearn.registry import Registry
+
+#: name -> (builder(input_shape, n_classes, options), options dataclass)
+MODELS: Registry = Registry("model")
+MODELS.register("small_cnn")((small_cnn, SmallCNNOptions))
+
+__all__ = [
+    "ExplainableNet", "Outputs", "MAPPINGS", "MODELS", "SmallCNNOptions", "check_model", "eval_mode", "logits",
+    "make_mapping", "parameters_of", "run_parts", "small_cnn",
+]

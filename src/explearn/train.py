@@ -1,0 +1,246 @@
+"""``train(data, method, seed)``: one run of one method on one benchmark, as an importable function.
+
+The loop never names a method: it shuffles, batches, calls ``method.update(batch)`` and ``end_epoch()``, evaluates
+every split after every epoch, and keeps the model of the epoch chosen on the validation split.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import torch
+from torch import nn
+
+from explearn import __version__
+from explearn.config import check, from_dict, to_dict
+from explearn.datasets.base import ExplanationDataset, Splits
+from explearn.errors import ConfigError
+from explearn.explain.attribution import ATTRIBUTION, explanation_alignment
+from explearn.methods.base import METHODS, Batch, Method
+from explearn.metrics import accuracy, balanced_accuracy, minority_class, per_class_accuracy
+from explearn.models import MODELS, check_model
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run besides the data. ``hparams`` and ``model_options`` are checked against the
+    method's and model's own settings classes."""
+
+    method: str = "two_stage"
+    seed: int = 0
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    model: str = "small_cnn"
+    model_options: Mapping[str, Any] = field(default_factory=dict)
+    epochs: int = 30
+    batch_size: int = 32
+    select: Literal["best_val", "last"] = "best_val"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check(self.epochs >= 1, "train", f"epochs must be >= 1, got {self.epochs}")
+        check(self.batch_size >= 1, "train", f"batch_size must be >= 1, got {self.batch_size}")
+        check(self.select in ("best_val", "last"), "train", f"select must be 'best_val' or 'last', got {self.select!r}")
+
+
+@dataclass
+class TrainResult:
+    """The outcome of one run.
+
+    Attributes:
+        config: the full configuration, with every setting resolved (JSON-ready).
+        metrics: final metrics of the selected model, keyed ``split/metric`` (``test/acc``, ``val/acc`` ...).
+        history: tidy records, one per (epoch, split, metric): ``{"epoch", "split", "metric", "value"}``;
+            epoch 0 is before training.
+        predictions: predicted classes of the selected model on each evaluation split except train.
+        model: the trained model (selected epoch), on CPU.
+    """
+
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    predictions: dict[str, list[int]]
+    model: nn.Module | None = None
+
+    def curve(self, metric: str = "acc", split: str = "test") -> list[float]:
+        """Values of one metric per epoch (index 0 = before training)."""
+        rows = sorted((r for r in self.history if r["split"] == split and r["metric"] == metric), key=lambda r: r["epoch"])
+        return [r["value"] for r in rows]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"config": self.config, "metrics": self.metrics, "history": self.history, "predictions": self.predictions}
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``result.json`` (config, metrics, history, predictions) into ``out_dir``; returns its path."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "result.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1, allow_nan=True))
+        tmp.replace(path)  # atomic: a reader never sees half a file
+        return path
+
+
+def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Mapping[str, Any] | None = None,
+          model: str | nn.Module = "small_cnn", model_options: Mapping[str, Any] | None = None, epochs: int = 30,
+          batch_size: int = 32, select: str = "best_val", device: str | torch.device = "auto",
+          quiet: bool = False) -> TrainResult:
+    """Train one model with one method.
+
+    Args:
+        data: the benchmark splits (e.g. ``datasets.triangles(n_train=500, seed=0)``).
+        method: a registered method name (``explearn list``).
+        seed: the run seed: model initialisation and data order. It does not depend on the method, so runs of
+            different methods with the same seed are paired.
+        hparams: the method's settings (see its ``HParams``); unknown keys are an error.
+        model: a registered model name, or an ``nn.Module`` with ``features``, ``mapping``, ``classifier``
+            (trained in place; it is then not re-initialised by ``seed``).
+        model_options: settings of a registered model.
+        epochs: passes over the training data.
+        batch_size: samples per step.
+        select: ``best_val`` keeps the epoch with the highest validation accuracy (earliest on ties); ``last``
+            keeps the last epoch. Model selection never looks at the test split.
+        device: ``auto`` (CUDA if available, else CPU), or any torch device.
+        quiet: no progress bar.
+
+    Returns:
+        A ``TrainResult``.
+    """
+    cfg = TrainConfig(method, seed, dict(hparams or {}), model if isinstance(model, str) else "custom",
+                      dict(model_options or {}), epochs, batch_size, select, str(device))  # type: ignore[arg-type]
+    method_cls = METHODS.get(cfg.method)
+    hp = from_dict(method_cls.HParams, cfg.hparams, f"method {cfg.method!r}")
+    if method_cls.uses_masks and not bool(data.train.has_mask.any()):
+        raise ConfigError(f"method {cfg.method!r} needs explanation masks, but no training sample has one")
+    dev = _device(cfg.device)
+
+    torch.manual_seed(cfg.seed)
+    net, model_config = _build_model(model, cfg, data)
+    net = check_model(net).to(dev)
+    splits = {name: ds.to(dev) for name, ds in data.eval_splits().items()}
+    batches_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+    algo: Method = method_cls(net, hp, batches_per_epoch)
+    order = torch.Generator().manual_seed(cfg.seed)
+    minority = minority_class(data.train.class_counts())
+
+    history: list[dict[str, Any]] = []
+    _record(history, 0, _evaluate(algo, splits, minority))
+    best = (-1.0, 0, None)
+    train_seconds = 0.0
+    start = time.perf_counter()
+    bar = _progress(cfg.epochs, quiet, f"{cfg.method} seed {cfg.seed}")
+    for epoch in range(1, cfg.epochs + 1):
+        tic = time.perf_counter()
+        logs = _run_epoch(algo, splits["train"], cfg.batch_size, order)
+        train_seconds += time.perf_counter() - tic
+        scores = _evaluate(algo, splits, minority)
+        _record(history, epoch, scores)
+        _record(history, epoch, {"train": logs})
+        val_acc = scores["val"]["acc"]
+        if cfg.select == "last" or val_acc > best[0]:
+            best = (val_acc, epoch, copy.deepcopy(algo.model.state_dict()))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(val=f"{val_acc:.3f}", test=f"{scores['test']['acc']:.3f}")
+    seconds = time.perf_counter() - start
+    if bar is not None:
+        bar.close()
+
+    algo.model.load_state_dict(best[2])
+    metrics, predictions = _final_metrics(algo, splits, minority)
+    metrics.update({
+        "selected_epoch": best[1],
+        "time/total_s": seconds,  # training and per-epoch evaluation
+        "time/epoch_s": train_seconds / cfg.epochs,  # training steps only
+    })
+    config = {
+        "version": __version__, "data": dict(data.info), **asdict(cfg), "hparams": to_dict(hp),
+        "model": model_config, "device": str(dev), "attribution": ATTRIBUTION,
+    }
+    config.pop("model_options")
+    return TrainResult(config, metrics, history, predictions, algo.model.cpu())
+
+
+def _build_model(model: str | nn.Module, cfg: TrainConfig, data: Splits) -> tuple[nn.Module, dict[str, Any]]:
+    if isinstance(model, nn.Module):
+        if cfg.model_options:
+            raise ConfigError("model_options apply to registered models only, not to a model instance")
+        return model, {"name": "custom", "class": type(model).__name__}
+    builder, options_cls = MODELS.get(model)
+    opts = from_dict(options_cls, cfg.model_options, f"model {model!r}")
+    return builder(data.input_shape, data.n_classes, opts), {"name": model, "options": to_dict(opts)}
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"unknown device {name!r} ({err})") from None
+
+
+def _run_epoch(algo: Method, train: ExplanationDataset, batch_size: int, order: torch.Generator) -> dict[str, float]:
+    """One pass over the shuffled training data; returns the mean of each logged value."""
+    algo.model.train()
+    perm = torch.randperm(len(train), generator=order).to(train.x.device)
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for start in range(0, len(train), batch_size):
+        idx = perm[start:start + batch_size]
+        logs = algo.update(Batch(train.x[idx], train.y[idx], train.mask[idx], train.has_mask[idx]))
+        for key, value in logs.items():
+            sums[key] = sums.get(key, 0.0) + value
+            counts[key] = counts.get(key, 0) + 1
+    for key, value in algo.end_epoch().items():
+        sums[key] = sums.get(key, 0.0) + value
+        counts[key] = counts.get(key, 0) + 1
+    return {key: sums[key] / counts[key] for key in sums}
+
+
+def _predict(algo: Method, ds: ExplanationDataset, batch_size: int = 1024) -> torch.Tensor:
+    return torch.cat([algo.predict(ds.x[i:i + batch_size]).argmax(1) for i in range(0, len(ds), batch_size)])
+
+
+def _scores(pred: torch.Tensor, ds: ExplanationDataset, minority: int) -> dict[str, float]:
+    per_class = per_class_accuracy(pred, ds.y, ds.n_classes)  # type: ignore[arg-type]
+    out = {"acc": accuracy(pred, ds.y), "balanced_acc": balanced_accuracy(pred, ds.y, ds.n_classes),  # type: ignore[arg-type]
+           "minority_acc": per_class[minority]}
+    out.update({f"acc_class{k}": v for k, v in enumerate(per_class)})
+    return out
+
+
+def _evaluate(algo: Method, splits: dict[str, ExplanationDataset], minority: int) -> dict[str, dict[str, float]]:
+    return {name: _scores(_predict(algo, ds), ds, minority) for name, ds in splits.items()}
+
+
+def _final_metrics(algo: Method, splits: dict[str, ExplanationDataset], minority: int):
+    metrics: dict[str, Any] = {}
+    predictions: dict[str, list[int]] = {}
+    for name, ds in splits.items():
+        pred = _predict(algo, ds)
+        for key, value in _scores(pred, ds, minority).items():
+            metrics[f"{name}/{key}"] = value
+        if name != "train":
+            predictions[name] = pred.cpu().tolist()
+            metrics[f"{name}/align"] = explanation_alignment(algo.model, ds)
+    return metrics, predictions
+
+
+def _record(history: list[dict[str, Any]], epoch: int, scores: dict[str, dict[str, float]]) -> None:
+    for split, values in scores.items():
+        for metric, value in values.items():
+            history.append({"epoch": epoch, "split": split, "metric": metric, "value": float(value)})
+
+
+def _progress(total: int, quiet: bool, desc: str):
+    if quiet:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="epoch", leave=False)

@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny seeded data so that every test runs in well under a second or two."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from explearn import datasets
+
+
+@pytest.fixture(scope="session")
+def tiny() -> datasets.Splits:
+    """16x16 triangles: 24 training, 16 validation, 32 test samples."""
+    return datasets.triangles(n_train=24, seed=0, n_val=16, n_test=32, image_size=16)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared real-data folder: $EXPLEARN_DATA, else ../shared/data beside the repository.
+
+    Missing data fails the test under CI (CI=true) and skips it elsewhere, with the reason.
+    """
+    root = Path(os.environ.get("EXPLEARN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    if not root.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"real data not found at {root} (set EXPLEARN_DATA)")
+        pytest.skip(f"real data not found at {root} (set EXPLEARN_DATA)")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    torch.manual_seed(0)

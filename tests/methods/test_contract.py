@@ -1,0 +1,154 @@
+"""One contract test over every registered method, and the properties that define each one."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from explearn.methods import METHODS, AlternationSchedule, Batch, TwoStageHParams, rrr_penalty
+from explearn.models import SmallCNNOptions, small_cnn
+
+
+def batch_of(splits, n=8, has_mask=None):
+    ds = splits.train
+    return Batch(ds.x[:n], ds.y[:n], ds.mask[:n], ds.has_mask[:n] if has_mask is None else has_mask)
+
+
+def build(name, tiny, **hp):
+    torch.manual_seed(0)
+    model = small_cnn(tiny.input_shape, tiny.n_classes)
+    cls = METHODS.get(name)
+    return cls(model, cls.HParams(**hp), batches_per_epoch=3)
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_trains_and_predicts(name, tiny):
+    method = build(name, tiny)
+    before = copy.deepcopy(method.model.state_dict())
+    logs = {}
+    for _ in range(3):
+        logs.update(method.update(batch_of(tiny)))
+    logs.update(method.end_epoch())
+    assert logs and all(math.isfinite(v) for v in logs.values())
+    assert any(not torch.equal(before[k], v) for k, v in method.model.state_dict().items())
+    out = method.predict(tiny.test.x)
+    assert out.shape == (len(tiny.test), tiny.n_classes) and not out.requires_grad
+    assert issubclass(method.HParams, object) and method.hparams.lr > 0
+
+
+def _changed(before, after, prefix):
+    return [k for k in after if k.startswith(prefix) and not torch.equal(before[k], after[k])]
+
+
+def test_stage_two_updates_only_mapping_layer(tiny):
+    method = build("two_stage", tiny)
+    before = copy.deepcopy(method.model.state_dict())
+    logs = method.stage_two(batch_of(tiny))
+    after = method.model.state_dict()
+    assert logs["align_loss"] > 0 and logs["grad_norm_stage2"] > 0
+    assert _changed(before, after, "mapping.")
+    assert not _changed(before, after, "features.") and not _changed(before, after, "classifier.")
+
+
+def test_stage_one_updates_every_part(tiny):
+    method = build("two_stage", tiny)
+    before = copy.deepcopy(method.model.state_dict())
+    method.stage_one(batch_of(tiny))
+    after = method.model.state_dict()
+    for part in ("features.", "mapping.", "classifier."):
+        assert _changed(before, after, part)
+
+
+def test_no_mapping_ablation_removes_m_and_updates_f(tiny):
+    method = build("two_stage_no_mapping", tiny)
+    assert not list(method.model.mapping.parameters())
+    before = copy.deepcopy(method.model.state_dict())
+    method.stage_two(batch_of(tiny))
+    after = method.model.state_dict()
+    assert _changed(before, after, "features.") and not _changed(before, after, "classifier.")
+
+
+def test_samples_without_mask_skip_stage_two(tiny):
+    method = build("two_stage", tiny)
+    before = copy.deepcopy(method.model.state_dict())
+    assert method.stage_two(batch_of(tiny, has_mask=torch.zeros(8, dtype=torch.bool))) == {}
+    assert not _changed(before, method.model.state_dict(), "")
+    # only the masked samples enter the loss: the same step with garbage in the unmasked rows is identical
+    flags = torch.tensor([True] * 4 + [False] * 4)
+    a, b = build("two_stage", tiny), build("two_stage", tiny)
+    clean = batch_of(tiny, has_mask=flags)
+    noisy = Batch(torch.cat([clean.x[:4], torch.rand(4, *clean.x.shape[1:])]), clean.y, clean.mask, flags)
+    a.stage_two(clean)
+    b.stage_two(noisy)
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k])
+
+
+def test_stage_two_loss_is_the_papers_kl(tiny):
+    method = build("two_stage", tiny)
+    net = method.model.double()  # float64, so that the comparison is exact to 1e-10
+    b = batch_of(tiny)
+    b = Batch(b.x.double(), b.y, b.mask.double(), b.has_mask)
+    with torch.no_grad():
+        p = torch.softmax(net.features(b.x * b.mask).flatten(1), 1)  # fill 0: x' = x * e
+        q = torch.softmax(net.mapping(net.features(b.x)).flatten(1), 1)
+        expected = (p * (p / q).log()).sum(1).mean()
+    assert method.stage_two(b)["align_loss"] == pytest.approx(float(expected), rel=1e-10)
+
+
+@pytest.mark.parametrize("schedule, steps, order", [
+    ("batch", 1, [(1, 0), (2, 0), (1, 1), (2, 1), (1, 2), (2, 2)]),
+    ("steps", 2, [(1, 0), (1, 1), (2, 0), (2, 1), (1, 2), (2, 2)]),
+    ("epoch", 1, [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]),
+])
+def test_alternation_schedule(schedule, steps, order):
+    sched = AlternationSchedule.from_hparams(TwoStageHParams(schedule=schedule, schedule_steps=steps), 3)
+    assert sched.order() == order
+    assert [sched.phase(s) for s in range(12)] == [st for st, _ in order] * 2
+
+
+@pytest.mark.parametrize("schedule", ["batch", "epoch"])
+def test_update_runs_stage_two_when_the_schedule_says(schedule, tiny):
+    method = build("two_stage", tiny, schedule=schedule)
+    logs = [method.update(batch_of(tiny)) for _ in range(3)]
+    has_stage_two = ["align_loss" in entry for entry in logs]
+    assert has_stage_two == ([True, True, True] if schedule == "batch" else [False, False, True])
+    assert method.end_epoch() == {}
+
+
+def test_stage_two_learning_rate_is_the_ratio_times_eta1(tiny):
+    method = build("two_stage", tiny, lr=0.01, lr_ratio=10.0)
+    assert method.optimizer.param_groups[0]["lr"] == 0.01
+    assert method.stage_two_optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+
+
+def test_rrr_penalty_passes_gradcheck_and_reaches_weights():
+    torch.manual_seed(0)
+    net = small_cnn((1, 16, 16), 2, SmallCNNOptions(widths=(2, 2), feature_blocks=2))
+    net = net.double()
+    x = torch.rand(2, 1, 16, 16, dtype=torch.float64)
+    wrong = (torch.rand(2, 1, 16, 16) > 0.5).double()
+    assert torch.autograd.gradcheck(lambda inp: rrr_penalty(net, inp, wrong), (x.requires_grad_(),))
+    penalty = rrr_penalty(net, x.detach(), wrong).sum()
+    grads = torch.autograd.grad(penalty, list(net.parameters()), allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads[:2])  # first conv's weight and bias
+
+
+def test_rrr_penalty_ignores_gradients_on_the_right_reasons():
+    net = small_cnn((1, 16, 16), 2)
+    x = torch.rand(3, 1, 16, 16)
+    assert rrr_penalty(net, x, torch.zeros_like(x)).sum().item() == 0.0
+    assert rrr_penalty(net, x, torch.ones_like(x)).sum().item() > 0.0
+
+
+def test_joint_adds_weighted_alignment(tiny):
+    zero = build("joint", tiny, lam=0.0)
+    std = build("standard", tiny)
+    zero.update(batch_of(tiny))
+    std.update(batch_of(tiny))
+    for k, v in zero.model.state_dict().items():  # lam = 0 is plain cross-entropy
+        assert torch.allclose(v, std.model.state_dict()[k], atol=1e-7)
+    weighted = build("joint", tiny, lam=5.0)
+    weighted.update(batch_of(tiny))
+    assert any(not torch.allclose(v, weighted.model.state_dict()[k]) for k, v in std.model.state_dict().items())

@@ -1,0 +1,91 @@
+import json
+
+import pytest
+import torch
+
+from explearn import ConfigError, datasets, train
+from explearn.models import ExplainableNet
+
+
+def test_same_seed_gives_identical_metrics_twice(tiny):
+    a = train(tiny, "two_stage", seed=1, epochs=2, quiet=True)
+    b = train(tiny, "two_stage", seed=1, epochs=2, quiet=True)
+    assert a.history == b.history
+    assert {k: v for k, v in a.metrics.items() if not k.startswith("time/")} == \
+           {k: v for k, v in b.metrics.items() if not k.startswith("time/")}
+    c = train(tiny, "two_stage", seed=2, epochs=2, quiet=True)
+    assert c.history != a.history
+
+
+def test_seeds_are_paired_across_methods(tiny):
+    # epoch 0 is evaluated before any update: identical initialisation for every method with one run seed
+    std = train(tiny, "standard", seed=3, epochs=1, quiet=True)
+    two = train(tiny, "rrr", seed=3, epochs=1, quiet=True)
+    assert std.curve("acc", "test")[0] == two.curve("acc", "test")[0]
+    assert [r for r in std.history if r["epoch"] == 0] == [r for r in two.history if r["epoch"] == 0]
+
+
+def test_result_holds_config_curves_and_final_metrics(tiny, tmp_path):
+    result = train(tiny, "two_stage", seed=0, epochs=3, hparams={"lr_ratio": 10}, quiet=True)
+    cfg = result.config
+    assert cfg["method"] == "two_stage" and cfg["hparams"]["lr_ratio"] == 10.0 and cfg["hparams"]["loss"] == "kl"
+    assert cfg["model"]["options"]["mapping"] == "linear" and cfg["data"]["dataset"] == "triangles"
+    assert len(result.curve("acc", "test")) == 4  # epochs 0..3
+    assert len(result.curve("align_loss", "train")) == 3
+    for key in ("test/acc", "test/balanced_acc", "test/minority_acc", "test/align", "val/acc", "selected_epoch"):
+        assert key in result.metrics
+    assert 1 <= result.metrics["selected_epoch"] <= 3
+    assert len(result.predictions["test"]) == len(tiny.test)
+    saved = json.loads(result.save(tmp_path / "run").read_text())
+    assert saved["config"] == json.loads(json.dumps(cfg)) and saved["metrics"]["test/acc"] == result.metrics["test/acc"]
+
+
+def test_best_val_selection_reports_the_best_validation_epoch(tiny):
+    result = train(tiny, "standard", seed=0, epochs=4, quiet=True)
+    val = result.curve("acc", "val")[1:]
+    epoch = result.metrics["selected_epoch"]
+    assert val[epoch - 1] == max(val) and epoch - 1 == val.index(max(val))
+    assert result.metrics["val/acc"] == pytest.approx(max(val))
+    last = train(tiny, "standard", seed=0, epochs=4, select="last", quiet=True)
+    assert last.metrics["selected_epoch"] == 4 and last.metrics["test/acc"] == last.curve("acc", "test")[-1]
+
+
+def test_imbalanced_data_report_the_minority_class():
+    data = datasets.triangles(n_train=20, seed=0, n_val=10, n_test=20, image_size=16, train_per_class=(16, 4))
+    result = train(data, "standard", seed=0, epochs=1, quiet=True)
+    assert result.metrics["test/minority_acc"] == result.metrics["test/acc_class1"]
+
+
+def test_mask_methods_refuse_data_without_masks(tiny):
+    nomask = datasets.Splits(
+        datasets.ExplanationDataset(tiny.train.x, tiny.train.y, None), tiny.val, tiny.test)
+    with pytest.raises(ConfigError, match="method 'rrr' needs explanation masks"):
+        train(nomask, "rrr", epochs=1, quiet=True)
+    assert train(nomask, "standard", epochs=1, quiet=True).metrics["test/acc"] >= 0
+
+
+def test_config_mistakes_are_named(tiny):
+    with pytest.raises(ConfigError, match="unknown method 'two_stag'; did you mean 'two_stage'"):
+        train(tiny, "two_stag", quiet=True)
+    with pytest.raises(ConfigError, match="unknown setting 'lr_ration' \\(did you mean 'lr_ratio'.*for method 'two_stage'"):
+        train(tiny, "two_stage", hparams={"lr_ration": 2}, quiet=True)
+    with pytest.raises(ConfigError, match="'schedule': 'epochs' is not one of .*did you mean 'epoch'"):
+        train(tiny, "two_stage", hparams={"schedule": "epochs"}, quiet=True)
+    with pytest.raises(ConfigError, match="unknown setting 'maping'"):
+        train(tiny, "standard", model_options={"maping": "mlp"}, quiet=True)
+    with pytest.raises(ConfigError, match="epochs must be >= 1"):
+        train(tiny, "standard", epochs=0, quiet=True)
+
+
+def test_a_user_model_with_three_parts_works_with_every_method(tiny):
+    from explearn.methods import METHODS
+
+    for name in METHODS.names():
+        net = ExplainableNet(
+            torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU()),
+            torch.nn.Conv2d(4, 4, 1),
+            torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4 * 16 * 16, 2)),
+        )
+        result = train(tiny, name, model=net, epochs=1, quiet=True)
+        assert result.config["model"] == {"name": "custom", "class": "ExplainableNet"}
+        assert 0 <= result.metrics["test/acc"] <= 1
