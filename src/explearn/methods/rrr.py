@@ -19,7 +19,7 @@ from explearn.models.base import logits
 class RRRHParams(OptimHParams):
     """Settings of RRR."""
 
-    lam: float = setting(10.0, "weight of the input-gradient penalty")
+    lam: float = setting(100.0, "weight of the input-gradient penalty")
 
     def __post_init__(self) -> None:
         super().__post_init__()
