@@ -59,6 +59,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_train)
+
+    p = sub.add_parser("reproduce", help="run a collection of experiment specs end to end and write a report",
+                       description="Run every spec of a collection (the paper's experiments: 'paper') at a preset: "
+                                   "hyperparameter search on validation, then the evaluation runs, then the report. "
+                                   "Resumable: finished runs in OUT/runs are reused.")
+    p.add_argument("collection", help="'paper' (experiments/paper) or a folder of spec files")
+    p.add_argument("--preset", default="quick", choices=["smoke", "quick", "full"],
+                   help="smoke: seconds; quick: minutes; full: the paper's scale (default quick)")
+    p.add_argument("--out", default=None, help="report folder (default reports/COLLECTION)")
+    p.add_argument("--only", action="append", metavar="NAME", help="run only this spec (repeatable)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core; 0: none)")
+    p.set_defaults(run=_cmd_reproduce)
+
+    p = sub.add_parser("report", help="re-render a report from its stored runs, without training",
+                       description="Re-render summary.md, results.csv, search.csv and the figures of a report folder "
+                                   "written by `explearn reproduce`, from its manifest and stored runs.")
+    p.add_argument("dir", help="the report folder (holds manifest.json and runs/)")
+    p.set_defaults(run=_cmd_report)
     return parser
 
 
@@ -127,6 +145,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"on {result.config['device']}")
     if args.out:
         print(f"wrote {result.save(args.out)}")
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from explearn.reproduce import reproduce
+
+    out = args.out or str(Path("reports") / Path(args.collection).name)
+    summary, outcome = reproduce(args.collection, args.preset, out, args.workers, args.only)
+    print(summary.read_text())
+    for run_id, text in outcome.failed.items():
+        print(f"run {run_id} failed:\n{text}", file=sys.stderr)
+    print(f"report: {summary}")
+    return 1 if outcome.failed else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from explearn.report import render
+
+    summary = render(args.dir)
+    print(summary.read_text())
+    print(f"report: {summary}")
     return 0
 
 

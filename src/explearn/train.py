@@ -41,11 +41,15 @@ class TrainConfig:
     batch_size: int = 32
     select: Literal["best_val", "last"] = "best_val"
     device: str = "auto"
+    curves: Literal["all", "val"] = "all"
+    attributions: int = 0
 
     def __post_init__(self) -> None:
         check(self.epochs >= 1, "train", f"epochs must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, "train", f"batch_size must be >= 1, got {self.batch_size}")
         check(self.select in ("best_val", "last"), "train", f"select must be 'best_val' or 'last', got {self.select!r}")
+        check(self.curves in ("all", "val"), "train", f"curves must be 'all' or 'val', got {self.curves!r}")
+        check(self.attributions >= 0, "train", f"attributions must be >= 0, got {self.attributions}")
 
 
 @dataclass
@@ -58,6 +62,8 @@ class TrainResult:
         history: tidy records, one per (epoch, split, metric): ``{"epoch", "split", "metric", "value"}``;
             epoch 0 is before training.
         predictions: predicted classes of the selected model on each evaluation split except train.
+        examples: for the first ``attributions`` test images: ``image`` (k, C, H, W), ``mask``, ``label``,
+            ``attribution`` (the input gradient behind ``*/align``, (k, C, H, W)), as nested lists; else empty.
         model: the trained model (selected epoch), on CPU.
     """
 
@@ -65,6 +71,7 @@ class TrainResult:
     metrics: dict[str, Any]
     history: list[dict[str, Any]]
     predictions: dict[str, list[int]]
+    examples: dict[str, Any] = field(default_factory=dict)
     model: nn.Module | None = None
 
     def curve(self, metric: str = "acc", split: str = "test") -> list[float]:
@@ -73,7 +80,8 @@ class TrainResult:
         return [r["value"] for r in rows]
 
     def to_json(self) -> dict[str, Any]:
-        return {"config": self.config, "metrics": self.metrics, "history": self.history, "predictions": self.predictions}
+        return {"config": self.config, "metrics": self.metrics, "history": self.history,
+                "predictions": self.predictions, "examples": self.examples}
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``result.json`` (config, metrics, history, predictions) into ``out_dir``; returns its path."""
@@ -89,7 +97,7 @@ class TrainResult:
 def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Mapping[str, Any] | None = None,
           model: str | nn.Module = "small_cnn", model_options: Mapping[str, Any] | None = None, epochs: int = 30,
           batch_size: int = 32, select: str = "best_val", device: str | torch.device = "auto",
-          quiet: bool = False) -> TrainResult:
+          curves: str = "all", attributions: int = 0, quiet: bool = False) -> TrainResult:
     """Train one model with one method.
 
     Args:
@@ -106,13 +114,17 @@ def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Ma
         select: ``best_val`` keeps the epoch with the highest validation accuracy (earliest on ties); ``last``
             keeps the last epoch. Model selection never looks at the test split.
         device: ``auto`` (CUDA if available, else CPU), or any torch device.
+        curves: ``all`` evaluates every split after every epoch; ``val`` only the validation split (cheaper; the
+            final metrics cover every split either way).
+        attributions: store images, masks and attribution maps of this many test images in ``examples``.
         quiet: no progress bar.
 
     Returns:
         A ``TrainResult``.
     """
     cfg = TrainConfig(method, seed, dict(hparams or {}), model if isinstance(model, str) else "custom",
-                      dict(model_options or {}), epochs, batch_size, select, str(device))  # type: ignore[arg-type]
+                      dict(model_options or {}), epochs, batch_size, select, str(device), curves,  # type: ignore[arg-type]
+                      attributions)
     method_cls = METHODS.get(cfg.method)
     hp = from_dict(method_cls.HParams, cfg.hparams, f"method {cfg.method!r}")
     if method_cls.uses_masks and not bool(data.train.has_mask.any()):
@@ -129,8 +141,9 @@ def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Ma
     order = torch.Generator().manual_seed(cfg.seed)
     minority = minority_class(data.train.class_counts())
 
+    curve_splits = splits if cfg.curves == "all" else {"val": splits["val"]}
     history: list[dict[str, Any]] = []
-    _record(history, 0, _evaluate(algo, splits, minority))
+    _record(history, 0, _evaluate(algo, curve_splits, minority))
     best = (-1.0, 0, None)
     train_seconds = 0.0
     start = time.perf_counter()
@@ -139,7 +152,7 @@ def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Ma
         tic = time.perf_counter()
         logs = _run_epoch(algo, splits["train"], cfg.batch_size, order)
         train_seconds += time.perf_counter() - tic
-        scores = _evaluate(algo, splits, minority)
+        scores = _evaluate(algo, curve_splits, minority)
         _record(history, epoch, scores)
         _record(history, epoch, {"train": logs})
         val_acc = scores["val"]["acc"]
@@ -147,7 +160,7 @@ def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Ma
             best = (val_acc, epoch, copy.deepcopy(algo.model.state_dict()))
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(val=f"{val_acc:.3f}", test=f"{scores['test']['acc']:.3f}")
+            bar.set_postfix(val=f"{val_acc:.3f}")
     seconds = time.perf_counter() - start
     if bar is not None:
         bar.close()
@@ -164,7 +177,8 @@ def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Ma
         "model": model_config, "device": str(dev), "attribution": ATTRIBUTION,
     }
     config.pop("model_options")
-    return TrainResult(config, metrics, history, predictions, algo.model.cpu())
+    examples = _examples(algo.model, splits["test"], cfg.attributions) if cfg.attributions else {}
+    return TrainResult(config, metrics, history, predictions, examples, algo.model.cpu())
 
 
 def _build_model(model: str | nn.Module, cfg: TrainConfig, data: Splits) -> tuple[nn.Module, dict[str, Any]]:
@@ -231,6 +245,22 @@ def _final_metrics(algo: Method, splits: dict[str, ExplanationDataset], minority
             predictions[name] = pred.cpu().tolist()
             metrics[f"{name}/align"] = explanation_alignment(algo.model, ds)
     return metrics, predictions
+
+
+def _examples(model: nn.Module, test: ExplanationDataset, k: int) -> dict[str, Any]:
+    """Images, masks, labels and attribution maps of the first k test images (4 significant digits)."""
+    from explearn.explain.gradients import input_gradients
+    from explearn.models.base import eval_mode
+
+    k = min(k, len(test))
+    with eval_mode(model):
+        grad = input_gradients(model, test.x[:k], target="predicted")
+
+    def tolist(t: torch.Tensor) -> list:
+        return [[[[float(f"{v:.4g}") for v in row] for row in ch] for ch in img] for img in t.cpu().tolist()]
+
+    return {"index": list(range(k)), "label": test.y[:k].tolist(), "image": tolist(test.x[:k]),
+            "mask": tolist(test.mask[:k]), "attribution": tolist(grad), "attribution_method": ATTRIBUTION}
 
 
 def _record(history: list[dict[str, Any]], epoch: int, scores: dict[str, dict[str, float]]) -> None:

@@ -1,0 +1,56 @@
+"""Reports drawn from aggregated results: ``results.csv``, ``search.csv``, ``summary.md`` and PNG figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from explearn.report.figures import FIGURES, draw
+from explearn.report.tables import render_summary
+from explearn.results import aggregate, agreement, collect, paired_differences
+
+
+def render(report_dir: str | Path) -> Path:
+    """(Re-)render the report in ``report_dir`` from its manifest and stored runs; no training. Returns the path
+    of ``summary.md``."""
+    report_dir = Path(report_dir)
+    results = collect(report_dir)
+    manifest = results.manifest
+    runs = results.runs
+    stats_parts, diff_parts = [], []
+    if not runs.empty:
+        for name, spec in manifest["specs"].items():
+            metrics = [m for m in _metrics(spec) if m != "agreement"]
+            part = runs[runs["experiment"] == name]
+            stats_parts.append(aggregate(part, metrics))
+            if spec.get("baseline"):
+                diff_parts.append(paired_differences(part, spec["baseline"], metrics))
+        stats_parts.append(agreement(results))
+    stats = pd.concat([p for p in stats_parts if not p.empty], ignore_index=True) if stats_parts else pd.DataFrame(
+        columns=["experiment", "setting", "method", "metric", "n", "mean", "std", "ci_low", "ci_high"])
+    diffs = pd.concat([p for p in diff_parts if not p.empty], ignore_index=True) if any(
+        not p.empty for p in diff_parts) else pd.DataFrame()
+    search = pd.DataFrame(manifest.get("search") or [])
+
+    results.eval_runs().to_csv(report_dir / "results.csv", index=False)
+    search.to_csv(report_dir / "search.csv", index=False)
+    stats.to_csv(report_dir / "aggregate.csv", index=False)
+    figures = []
+    for name, spec in manifest["specs"].items():
+        for kind in spec.get("figures", []):
+            made = draw(kind, results, stats, name, spec, report_dir / "figures")
+            if made:
+                figures.append(made)
+    path = report_dir / "summary.md"
+    path.write_text(render_summary(manifest, stats, diffs, search, len(results.missing), figures))
+    return path
+
+
+def _metrics(spec: dict) -> list[str]:
+    headline = spec["headline"]
+    headline = [headline] if isinstance(headline, str) else list(headline)
+    return list(dict.fromkeys([*headline, "test/acc", "val/acc", "test/align", "epochs_to_95"]))
+
+
+__all__ = ["FIGURES", "render"]

@@ -1,0 +1,199 @@
+"""The Markdown summary: per experiment, headline metrics over seeds beside the paper's numbers, paired
+differences to the baseline with a verdict, agreement, and the hyperparameters chosen on validation."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Mapping
+
+import pandas as pd
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number with ``digits`` decimals; blank for None or NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (int,)) and not isinstance(value, bool):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def fmt_signed(value: float, digits: int = 3) -> str:
+    return "" if value is None or math.isnan(value) else f"{value:+.{digits}f}"
+
+
+def cell(row: Mapping[str, Any]) -> str:
+    """'mean ± std [ci_low, ci_high]' (parts left out where undefined)."""
+    text = fmt(row["mean"])
+    if not math.isnan(row.get("std", float("nan"))):
+        text += f" ± {fmt(row['std'])}"
+    if not math.isnan(row.get("ci_low", float("nan"))):
+        text += f" [{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
+    return text
+
+
+def verdict(diff: Mapping[str, Any]) -> str:
+    """'gain' if the paired 95 % CI lies above 0, 'loss' if below, else 'no clear difference'."""
+    if math.isnan(diff["ci_low"]):
+        return "too few seeds"
+    if diff["ci_low"] > 0:
+        return "gain"
+    if diff["ci_high"] < 0:
+        return "loss"
+    return "no clear difference"
+
+
+def claim_verdict(ours: Mapping[str, Any] | None, paper_diff: float) -> str:
+    """Our paired difference against the paper's difference (method minus baseline).
+
+    reproduced: our 95 % CI excludes 0 on the paper's side and contains the paper's difference; weaker/stronger
+    effect: the sign is reproduced but the paper's difference lies outside our CI; not reproduced: our CI contains
+    0; contradicted: our CI excludes 0 on the other side.
+    """
+    if ours is None or math.isnan(ours["ci_low"]):
+        return "not enough seeds"
+    lo, hi = ours["ci_low"], ours["ci_high"]
+    sign = 1 if paper_diff >= 0 else -1
+    if lo <= 0 <= hi:
+        return "not reproduced (no clear difference)"
+    if (lo > 0) != (sign > 0):
+        return "contradicted"
+    if lo <= paper_diff <= hi:
+        return "reproduced"
+    return "direction reproduced, weaker effect" if abs(ours["mean"]) < abs(paper_diff) else \
+        "direction reproduced, stronger effect"
+
+
+def claims_section(manifest: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.DataFrame) -> str:
+    """Every number the paper reports beside ours, with the verdict on each claimed difference."""
+    lines = ["## The paper's numbers beside ours", "",
+             "| experiment | setting | metric | method | paper | ours | paper's difference | our difference [95 % CI] | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    found = False
+    for name, spec in manifest["specs"].items():
+        paper, baseline = spec.get("paper") or {}, spec.get("baseline")
+        metric = spec["headline"] if isinstance(spec["headline"], str) else spec["headline"][0]
+        for setting, numbers in paper.items():
+            for method, value in numbers.items():
+                found = True
+                hit = stats[(stats["experiment"] == name) & (stats["setting"] == setting)
+                            & (stats["method"] == method) & (stats["metric"] == metric)] if not stats.empty else stats
+                ours = cell(hit.iloc[0]) if not hit.empty else "not run at this preset"
+                paper_diff = our_diff = verdict_text = ""
+                if method != baseline and baseline in numbers:
+                    pdiff = value - numbers[baseline]
+                    paper_diff = fmt_signed(pdiff)
+                    d = diffs[(diffs["experiment"] == name) & (diffs["setting"] == setting) & (diffs["method"] == method)
+                              & (diffs["metric"] == metric)] if not diffs.empty else diffs
+                    if not d.empty:
+                        r = d.iloc[0]
+                        our_diff = f"{fmt_signed(r['mean'])} [{fmt_signed(r['ci_low'])}, {fmt_signed(r['ci_high'])}]"
+                        verdict_text = claim_verdict(r, pdiff)
+                    elif not hit.empty:
+                        base = stats[(stats["experiment"] == name) & (stats["setting"] == setting)
+                                     & (stats["method"] == baseline) & (stats["metric"] == metric)]
+                        if not base.empty:
+                            our_diff = fmt_signed(hit.iloc[0]["mean"] - base.iloc[0]["mean"])
+                            verdict_text = "no interval for this metric: compare the numbers"
+                lines.append(f"| {name} | {setting} | {metric} | {method} | {fmt(value)} | {ours} | {paper_diff} | "
+                             f"{our_diff} | {verdict_text} |")
+    return "\n".join(lines + [""]) if found else ""
+
+
+def experiment_section(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.DataFrame,
+                       chosen: pd.DataFrame) -> str:
+    """One experiment's part of the summary.
+
+    Args:
+        spec: the resolved spec (title, claim, headline, paper, baseline, methods, settings).
+        stats: aggregated rows (experiment, setting, method, metric, n, mean, std, ci_low, ci_high), including
+            agreement rows.
+        diffs: paired differences to the baseline (experiment, setting, method, metric, n, mean, ci_low, ci_high).
+        chosen: search table rows of this experiment (setting, method, candidate, metric, n, mean, chosen).
+    """
+    headline = [spec["headline"]] if isinstance(spec["headline"], str) else list(spec["headline"])
+    paper = spec.get("paper", {})
+    lines = [f"## {name}: {spec.get('title', '')}".rstrip(": "), ""]
+    if spec.get("claim"):
+        lines += [f"Paper's claim: {spec['claim']}", ""]
+    stats = stats[stats["experiment"] == name]
+    seeds = sorted(set(stats[stats["metric"] != "agreement"]["n"])) or sorted(set(stats["n"]))
+    lines += [f"Mean ± standard deviation over seeds [95 % confidence interval of the mean]; seeds per cell: "
+              f"{', '.join(map(str, seeds))}. Agreement: mean over all pairs of models (± std over pairs).", ""]
+    header = ["setting", "method", *headline]
+    has_paper = bool(paper)
+    if has_paper:
+        header.append(f"paper ({headline[0]})")
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for setting in spec["settings"]:
+        for method in spec["methods"]:
+            row_stats = stats[(stats["setting"] == setting) & (stats["method"] == method)]
+            if row_stats.empty:
+                continue
+            cells = []
+            for metric in headline:
+                hit = row_stats[row_stats["metric"] == metric]
+                cells.append(cell(hit.iloc[0]) if not hit.empty else "")
+            if has_paper:
+                cells.append(fmt(paper.get(setting, {}).get(method)))
+            lines.append(f"| {setting} | {method} | " + " | ".join(cells) + " |")
+    lines.append("")
+
+    baseline = spec.get("baseline")
+    d = diffs[(diffs["experiment"] == name) & (diffs["metric"] == headline[0])] if not diffs.empty else diffs
+    if baseline and not d.empty:
+        lines += [f"Paired difference to `{baseline}` in {headline[0]} (same run seeds, so the same initialisation,"
+                  " data order and, where the data seed follows the run seed, the same data):", ""]
+        cols = ["setting", "method", "pairs", "difference [95 % CI]", "verdict"] + (["paper's difference"] if has_paper else [])
+        lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for _, r in d.iterrows():
+            row = [r["setting"], r["method"], str(r["n"]),
+                   f"{fmt_signed(r['mean'])} [{fmt_signed(r['ci_low'])}, {fmt_signed(r['ci_high'])}]", verdict(r)]
+            if has_paper:
+                p = paper.get(r["setting"], {})
+                row.append(fmt_signed(p[r["method"]] - p[baseline]) if r["method"] in p and baseline in p else "")
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+
+    if not chosen.empty:
+        lines += ["Hyperparameters chosen on the validation split (mean over search seeds; every candidate in "
+                  "`search.csv`):", "", "| setting | method | chosen | validation score | candidates |",
+                  "|---|---|---|---|---|"]
+        for (setting, method), group in chosen.groupby(["setting", "method"], sort=False):
+            best = group[group["chosen"]]
+            text = _candidate(best.iloc[0]["candidate"]) if not best.empty else "(none finished)"
+            score = f"{best.iloc[0]['metric']} {fmt(best.iloc[0]['mean'])}" if not best.empty else ""
+            lines.append(f"| {setting} | {method} | {text} | {score} | {len(group)} |")
+        lines.append("")
+    if spec.get("paper_note"):
+        lines += [f"Note: {spec['paper_note']}", ""]
+    return "\n".join(lines)
+
+
+def render_summary(manifest: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.DataFrame, search: pd.DataFrame,
+                   missing: int, figures: list[str]) -> str:
+    """The whole ``summary.md``."""
+    timing = manifest.get("timing") or {}
+    lines = ["# Reproduction report", "",
+             f"Preset `{manifest['preset']}`, specs from `{manifest['collection']}`. "
+             f"Re-render with `explearn report DIR`; every number below comes from the runs stored in `runs/`.", ""]
+    if timing:
+        lines += [f"Last sweep: {timing.get('trained', 0)} runs trained, {timing.get('skipped', 0)} reused, "
+                  f"{len(timing.get('failed', []))} failed, {timing.get('seconds', 0):.0f} s wall time.", ""]
+    if missing:
+        lines += [f"**{missing} runs of the manifest have not finished (or failed); their cells are missing.**", ""]
+    claims = claims_section(manifest, stats, diffs)
+    if claims:
+        lines.append(claims)
+    for name, spec in manifest["specs"].items():
+        chosen = search[search["experiment"] == name] if not search.empty else search
+        lines.append(experiment_section(name, spec, stats, diffs, chosen))
+    if figures:
+        lines += ["## Figures", ""] + [f"![{f}](figures/{f})" for f in figures] + [""]
+    return "\n".join(lines)
+
+
+def _candidate(key: str) -> str:
+    values = json.loads(key) if key else {}
+    return ", ".join(f"{k}={v}" for k, v in values.items()) or "defaults"

@@ -1,0 +1,204 @@
+"""``reproduce(collection, preset)``: run a collection of experiment specs end to end into a report folder.
+
+Two phases, both resumable sweeps into ``OUT/runs``: first the hyperparameter search (each candidate on the
+search seeds; the best mean validation score wins, per experiment, setting and method), then the evaluation runs
+with the chosen values on the evaluation seeds. ``OUT/manifest.json`` records which run belongs where, the search
+table and the choices; the report is rendered from it and the stored runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from explearn.search import candidate_key, candidates, choose
+from explearn.specs import ExperimentSpec, Setting, experiments_dir, load_specs
+from explearn.sweep import RunSpec, RunStore, SweepOutcome, run_sweep
+
+SEARCH_SEED_OFFSET = 1000  # search seeds are 1000, 1001, ...: never the evaluation seeds
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A run and where it belongs."""
+
+    experiment: str
+    setting: str
+    method: str
+    seed: int
+    role: str  # "search" or "eval"
+    candidate: str
+    run: RunSpec
+
+    def entry(self) -> dict[str, Any]:
+        return {"experiment": self.experiment, "setting": self.setting, "method": self.method, "seed": self.seed,
+                "role": self.role, "candidate": self.candidate, "run_id": self.run.run_id}
+
+
+def make_run(spec: ExperimentSpec, setting: Setting, method: str, seed: int, extra_hp: dict[str, Any],
+             attributions: int = 0) -> RunSpec:
+    """The run of ``method`` in ``setting`` with run seed ``seed`` (data seed by the spec's rule)."""
+    hparams = {**spec["hparams"].get(method, {}), **_applicable(setting.hparams, method), **extra_hp}
+    return RunSpec.create(
+        spec["dataset"], {**spec["data"], **setting.data}, spec.data_seed(seed), method, hparams, spec["model"],
+        {**spec["model_options"], **setting.model_options}, seed, spec["epochs"], batch_size=spec["batch_size"],
+        select=spec["select"], curves=spec["curves"], attributions=attributions,
+    )
+
+
+def _applicable(hparams: dict[str, Any], method: str) -> dict[str, Any]:
+    """The setting's method settings that ``method`` has (a setting may tune e.g. the two-stage method's axis
+    while label-only training runs unchanged beside it)."""
+    import dataclasses
+
+    from explearn.methods import METHODS
+
+    names = {f.name for f in dataclasses.fields(METHODS.get(method).HParams)}
+    return {k: v for k, v in hparams.items() if k in names}
+
+
+def check_settings(spec: ExperimentSpec) -> None:
+    """Every method setting of every setting belongs to at least one of its methods (typos are errors)."""
+    import dataclasses
+
+    from explearn.errors import ConfigError
+    from explearn.methods import METHODS
+
+    for setting in spec.settings:
+        methods = spec.methods_for(setting)
+        known = {f.name for m in methods for f in dataclasses.fields(METHODS.get(m).HParams)}
+        for key in setting.hparams:
+            if key not in known:
+                raise ConfigError(f"{spec.path}: setting {setting.label!r} sets hp.{key}, which none of "
+                                  f"{', '.join(methods)} has")
+
+
+def plan_search(spec: ExperimentSpec) -> list[Planned]:
+    """Search runs: every candidate of each method's grid on each search seed, per setting (none for a method
+    with at most one candidate)."""
+    plan = []
+    check_settings(spec)
+    for setting in spec.settings:
+        for method in spec.methods_for(setting):
+            options = candidates(spec["search"].get(method, {}), _applicable(setting.hparams, method))
+            if len(options) < 2:
+                continue
+            for cand in options:
+                for k in range(spec["search_seeds"]):
+                    seed = SEARCH_SEED_OFFSET + k
+                    plan.append(Planned(spec.name, setting.label, method, seed, "search", candidate_key(cand),
+                                        make_run(spec, setting, method, seed, cand)))
+    return plan
+
+
+def choose_all(specs: list[ExperimentSpec], plan: list[Planned], store: RunStore) -> tuple[dict, list[dict]]:
+    """The chosen candidate per (experiment, setting, method), and the search table (one row per candidate)."""
+    metric_of = {s.name: s.get("search_metric", "val/acc") for s in specs}
+    scores: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    for p in plan:
+        cell = scores.setdefault((p.experiment, p.setting, p.method), {})
+        values = cell.setdefault(p.candidate, [])
+        if store.is_done(p.run.run_id):
+            values.append(float(store.load(p.run.run_id)["metrics"][metric_of[p.experiment]]))
+    chosen, table = {}, []
+    for (experiment, setting, method), cell in scores.items():
+        try:
+            best, _ = choose(cell)
+        except ValueError:
+            best = None
+        chosen[(experiment, setting, method)] = best
+        for cand, values in cell.items():
+            table.append({"experiment": experiment, "setting": setting, "method": method, "candidate": cand,
+                          "metric": metric_of[experiment], "n": len(values),
+                          "mean": sum(values) / len(values) if values else None, "chosen": cand == best})
+    return chosen, table
+
+
+def plan_eval(spec: ExperimentSpec, chosen: dict) -> list[Planned]:
+    """Evaluation runs: every method of every setting on seeds 0..seeds-1 with the chosen hyperparameters."""
+    plan = []
+    for setting in spec.settings:
+        for method in spec.methods_for(setting):
+            cand = chosen.get((spec.name, setting.label, method)) or "{}"
+            for seed in range(spec["seeds"]):
+                run = make_run(spec, setting, method, seed, json.loads(cand),
+                               attributions=spec["attributions"] if seed == 0 else 0)
+                plan.append(Planned(spec.name, setting.label, method, seed, "eval", cand, run))
+    return plan
+
+
+def reproduce(collection: str = "paper", preset: str = "quick", out: str | Path = "reports/paper",
+              workers: int | None = None, only: list[str] | None = None,
+              log: Callable[[str], None] = print) -> tuple[Path, SweepOutcome]:
+    """Run the specs of ``collection`` at ``preset`` into ``out`` and render the report.
+
+    Args:
+        collection: a shipped collection ("paper") or a folder of spec files.
+        preset: smoke, quick or full.
+        out: the report folder; runs are stored in ``out/runs`` and reused by later calls.
+        workers: worker processes (default one per core; 0 = in this process).
+        only: names of the specs to run (default all).
+
+    Returns:
+        The path of ``summary.md`` and the outcome of the sweeps (failed runs with their tracebacks).
+    """
+    from explearn.report import render
+
+    folder = experiments_dir(collection)
+    specs = load_specs(folder, preset, only)
+    out = Path(out)
+    store = RunStore(out / "runs")
+    start = time.perf_counter()
+
+    search = [p for spec in specs for p in plan_search(spec)]
+    _write_manifest(out, folder, preset, specs, search, {}, [], None)
+    log(f"search: {len({p.run.run_id for p in search})} runs")
+    first = run_sweep([p.run for p in search], store, workers, _progress(log, "search"))
+    chosen, table = choose_all(specs, search, store)
+
+    evaluation = [p for spec in specs for p in plan_eval(spec, chosen)]
+    _write_manifest(out, folder, preset, specs, search + evaluation, chosen, table, None)
+    log(f"evaluation: {len({p.run.run_id for p in evaluation})} runs")
+    second = run_sweep([p.run for p in evaluation], store, workers, _progress(log, "evaluation"))
+
+    outcome = SweepOutcome(first.trained + second.trained, first.skipped + second.skipped,
+                           {**first.failed, **second.failed})
+    seconds = time.perf_counter() - start
+    _write_manifest(out, folder, preset, specs, search + evaluation, chosen, table,
+                    {"seconds": seconds, "trained": len(outcome.trained), "skipped": len(outcome.skipped),
+                     "failed": sorted(outcome.failed)})
+    summary = render(out)
+    log(f"{len(outcome.trained)} runs trained, {len(outcome.skipped)} reused, {len(outcome.failed)} failed "
+        f"in {seconds:.0f} s")
+    return summary, outcome
+
+
+def _write_manifest(out: Path, folder: Path, preset: str, specs: list[ExperimentSpec], plan: list[Planned],
+                    chosen: dict, table: list[dict], timing: dict | None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "collection": str(folder), "preset": preset,
+        "specs": {s.name: {**s.raw, "settings": [st.label for st in s.settings],
+                           "setting_values": {st.label: dict(st.values) for st in s.settings}} for s in specs},
+        "entries": [p.entry() for p in plan],
+        "chosen": [{"experiment": e, "setting": s, "method": m, "candidate": c} for (e, s, m), c in chosen.items()],
+        "search": table, "timing": timing,
+    }
+    tmp = out / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1, default=str))
+    tmp.replace(out / "manifest.json")
+
+
+def _progress(log: Callable[[str], None], phase: str) -> Callable[[int, int], None]:
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done == total or now - last[0] > 10:
+            last[0] = now
+            log(f"  {phase}: {done}/{total} runs")
+
+    return report

@@ -1,0 +1,170 @@
+"""Finished runs as tidy tables, and their aggregates over seeds (mean, std, 95 % CI, paired differences,
+pairwise agreement, convergence). Reports are drawn from these tables only."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from scipy import stats
+
+from explearn.metrics import epochs_to_fraction, pairwise_agreement
+from explearn.sweep import RunStore
+
+MANIFEST = "manifest.json"
+KEYS = ["experiment", "setting", "method"]
+
+
+@dataclass
+class Results:
+    """Tidy tables of one report folder.
+
+    Attributes:
+        runs: one row per finished run: experiment, setting, method, seed, role (eval/search), candidate,
+            run_id, hparams (JSON), every metric of the run as a column, and ``epochs_to_95``.
+        curves: one row per (evaluation run, epoch, split, metric): the per-epoch history.
+        predictions: run_id -> {split: predicted classes}, for pairwise agreement.
+        examples: (experiment, setting, method) -> the stored example images and attribution maps.
+        manifest: the manifest (specs, presets, entries, chosen hyperparameters).
+        missing: manifest entries whose run has not finished (or failed).
+    """
+
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    predictions: dict[str, dict[str, list[int]]]
+    examples: dict[tuple[str, str, str], dict[str, Any]]
+    manifest: dict[str, Any]
+    missing: list[dict[str, Any]] = field(default_factory=list)
+
+    def eval_runs(self) -> pd.DataFrame:
+        return self.runs[self.runs["role"] == "eval"]
+
+
+def collect(report_dir: str | Path) -> Results:
+    """Load the manifest and every finished run it names from ``report_dir`` (runs live in ``report_dir/runs``)."""
+    report_dir = Path(report_dir)
+    path = report_dir / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: not a report folder written by `explearn reproduce`")
+    manifest = json.loads(path.read_text())
+    store = RunStore(report_dir / "runs")
+    rows, curve_rows, predictions, examples, missing = [], [], {}, {}, []
+    for entry in manifest["entries"]:
+        if not store.is_done(entry["run_id"]):
+            missing.append(entry)
+            continue
+        result = store.load(entry["run_id"])
+        row = {**{k: entry[k] for k in ("experiment", "setting", "method", "seed", "role", "run_id")},
+               "candidate": entry.get("candidate", ""), "hparams": json.dumps(result["config"]["hparams"], sort_keys=True),
+               "data_seed": result["config"]["data"]["data_seed"]}
+        row.update({k: v for k, v in result["metrics"].items() if not isinstance(v, (list, dict))})
+        history = pd.DataFrame(result["history"])
+        split = "test" if ((history["split"] == "test") & (history["metric"] == "acc")).any() else "val"
+        curve = history[(history["split"] == split) & (history["metric"] == "acc")].sort_values("epoch")["value"]
+        row["epochs_to_95"] = epochs_to_fraction(curve.tolist(), 0.95)
+        row["convergence_split"] = split
+        rows.append(row)
+        if entry["role"] == "eval":
+            history.insert(0, "seed", entry["seed"])
+            for key in reversed(KEYS):
+                history.insert(0, key, entry[key])
+            curve_rows.append(history)
+            predictions[entry["run_id"]] = result["predictions"]
+            if result.get("examples"):
+                examples.setdefault((entry["experiment"], entry["setting"], entry["method"]), result["examples"])
+    runs = pd.DataFrame(rows)
+    curves = pd.concat(curve_rows, ignore_index=True) if curve_rows else pd.DataFrame()
+    return Results(runs, curves, predictions, examples, manifest, missing)
+
+
+def ci95(values: list[float]) -> tuple[float, float]:
+    """Two-sided 95 % confidence interval of the mean (Student's t); NaN for fewer than two values."""
+    values = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
+    n = len(values)
+    if n < 2:
+        return float("nan"), float("nan")
+    mean = sum(values) / n
+    sem = statistics.stdev(values) / math.sqrt(n)
+    half = stats.t.ppf(0.975, n - 1) * sem
+    return mean - half, mean + half
+
+
+def aggregate(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Mean, std, 95 % CI and count over seeds, per experiment, setting, method and metric (evaluation runs)."""
+    rows = []
+    for keys, group in runs[runs["role"] == "eval"].groupby(KEYS, sort=False):
+        for metric in metrics:
+            if metric not in group:
+                continue
+            values = [float(v) for v in group[metric].dropna()]
+            lo, hi = ci95(values)
+            rows.append({**dict(zip(KEYS, keys)), "metric": metric, "n": len(values),
+                         "mean": _mean(values), "std": _std(values),
+                         "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows)
+
+
+def paired_differences(runs: pd.DataFrame, baseline: str, metrics: list[str]) -> pd.DataFrame:
+    """Method minus baseline on the same seed (paired), with mean, 95 % CI and the count of pairs."""
+    rows = []
+    ev = runs[runs["role"] == "eval"]
+    for (experiment, setting), group in ev.groupby(["experiment", "setting"], sort=False):
+        base = group[group["method"] == baseline].set_index("seed")
+        if base.empty:
+            continue
+        for method, other in group[group["method"] != baseline].groupby("method", sort=False):
+            other = other.set_index("seed")
+            for metric in metrics:
+                if metric not in other or metric not in base:
+                    continue
+                common = other.index.intersection(base.index)
+                diffs = [float(other.at[s, metric] - base.at[s, metric]) for s in common]
+                diffs = [d for d in diffs if not math.isnan(d)]
+                lo, hi = ci95(diffs)
+                rows.append({"experiment": experiment, "setting": setting, "method": method, "baseline": baseline,
+                             "metric": metric, "n": len(diffs), "mean": _mean(diffs), "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows)
+
+
+def agreement(results: Results, split: str = "test") -> pd.DataFrame:
+    """Pairwise agreement of the evaluation runs of each (experiment, setting, method) on ``split``.
+
+    ``mean`` is the mean over all pairs of models; ``std`` the standard deviation over pairs (pairs share
+    models, so no confidence interval is given); ``n`` the number of models.
+    """
+    rows = []
+    ev = results.eval_runs()
+    for keys, group in ev.groupby(KEYS, sort=False):
+        preds = [results.predictions[r][split] for r in group["run_id"] if split in results.predictions.get(r, {})]
+        if len(preds) < 2:
+            continue
+        import torch
+
+        tensors = [torch.tensor(p) for p in preds]
+        pairs = [pairwise_agreement([a, b]) for i, a in enumerate(tensors) for b in tensors[i + 1:]]
+        rows.append({**dict(zip(KEYS, keys)), "metric": "agreement", "n": len(preds),
+                     "mean": pairwise_agreement(tensors), "std": _std(pairs),
+                     "ci_low": float("nan"), "ci_high": float("nan")})
+    return pd.DataFrame(rows)
+
+
+def mean_curves(curves: pd.DataFrame, split: str = "test", metric: str = "acc") -> pd.DataFrame:
+    """Mean and std over seeds of one metric per epoch, per experiment, setting and method."""
+    if curves.empty:
+        return pd.DataFrame(columns=[*KEYS, "epoch", "mean", "std", "n"])
+    sel = curves[(curves["split"] == split) & (curves["metric"] == metric)]
+    out = sel.groupby([*KEYS, "epoch"], sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
+    return out.rename(columns={"count": "n"})
+
+
+def _std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else float("nan")
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")

@@ -1,0 +1,250 @@
+"""Experiment specs: short declarative TOML files that expand into runs (setting x method x seed).
+
+A folder of specs (``experiments/paper/``) may hold a ``_defaults.toml`` whose keys every spec inherits; a spec's
+own keys win (tables are merged key by key, an empty table clears, everything else is replaced), and a preset
+(``[presets.quick]``) is merged on top in the same way. The format is documented in ``experiments/README.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from explearn.config import check
+from explearn.errors import ConfigError
+
+PRESETS = ("smoke", "quick", "full")
+#: Top-level keys a spec may have, with their meaning (unknown keys are an error).
+SPEC_KEYS = {
+    "name": "short name, used for file names (default: the file's stem)",
+    "title": "one-line description shown in the report",
+    "claim": "what the paper claims for this experiment",
+    "dataset": "registered dataset",
+    "data": "dataset options shared by every setting",
+    "model": "registered model",
+    "model_options": "model options shared by every setting",
+    "methods": "methods run in every setting",
+    "baseline": "method the others are compared with (paired differences)",
+    "hparams": "method -> fixed settings, for every setting",
+    "grid": "option -> list of values; the settings are the product (nested tables hp.*, model.* for method and "
+            "model settings)",
+    "variants": "list of settings, each with a label and data / hp / model tables and optionally methods",
+    "label": "label of the single setting when there is neither grid nor variants",
+    "data_seed": "'run' (data seed = run seed, so every seed is a new training set) or a fixed integer",
+    "seeds": "number of evaluation run seeds (0, 1, ...)",
+    "search_seeds": "number of seeds per candidate in the hyperparameter search (1000, 1001, ...)",
+    "search": "method -> {setting -> list of values} searched on the validation split, per setting",
+    "epochs": "training epochs",
+    "batch_size": "samples per step",
+    "curves": "'val': evaluate only the validation split after each epoch; 'all': every split (convergence)",
+    "attributions": "number of test images whose attribution maps the first seed stores (for figures)",
+    "headline": "metric, or list of metrics, reported in the summary; the first is compared with the paper",
+    "paper": "setting label -> {method -> the paper's number for the first headline metric}",
+    "paper_note": "a note on how the paper's numbers relate to ours",
+    "select": "model selection: best_val or last",
+    "search_metric": "validation metric that chooses among search candidates (default val/acc)",
+    "figures": "figures drawn for this experiment (accuracy_vs_size, convergence, agreement, examples)",
+    "presets": "preset name -> keys that override the above",
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of an experiment: a label and the overrides it applies on top of the spec's base options."""
+
+    label: str
+    values: Mapping[str, Any]  # flat "n_train" / "hp.lr_ratio" / "model.mapping" -> value, for tables
+    data: Mapping[str, Any] = field(default_factory=dict)
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    model_options: Mapping[str, Any] = field(default_factory=dict)
+    methods: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A spec resolved for one preset."""
+
+    name: str
+    preset: str
+    raw: Mapping[str, Any]  # every key, after defaults and preset were merged
+    settings: tuple[Setting, ...]
+    path: str = ""
+
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.raw.get(key, default)
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.raw["methods"])
+
+    @property
+    def headline(self) -> list[str]:
+        value = self.raw["headline"]
+        return [value] if isinstance(value, str) else list(value)
+
+    def methods_for(self, setting: Setting) -> list[str]:
+        return list(setting.methods) if setting.methods is not None else self.methods
+
+    def data_seed(self, run_seed: int) -> int:
+        value = self.raw["data_seed"]
+        return run_seed if value == "run" else int(value)
+
+
+def load_spec(path: str | Path, preset: str = "quick") -> ExperimentSpec:
+    """Read one spec file, merge the folder's ``_defaults.toml`` and the preset, and expand its settings.
+
+    Raises:
+        ConfigError: a missing file, a TOML syntax error, an unknown key (with suggestions) or preset, or a bad
+            value; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment spec not found: {path}")
+    check(preset in PRESETS, str(path), f"unknown preset {preset!r}; presets are {', '.join(PRESETS)}")
+    defaults_path = path.parent / "_defaults.toml"
+    raw = _read(defaults_path) if defaults_path.is_file() and defaults_path != path else {}
+    raw = _merge(raw, _read(path))
+    presets = raw.pop("presets", {})
+    _check_keys(raw, str(path))
+    if preset in presets:
+        _check_keys(presets[preset], f"{path} [presets.{preset}]")
+        raw = _merge(raw, presets[preset])
+    raw.setdefault("name", path.stem)
+    for key, default in (("data", {}), ("model", "small_cnn"), ("model_options", {}), ("hparams", {}),
+                         ("search", {}), ("data_seed", "run"), ("seeds", 1), ("search_seeds", 1), ("epochs", 30),
+                         ("batch_size", 32), ("curves", "val"), ("attributions", 0), ("headline", "test/acc"),
+                         ("paper", {}), ("select", "best_val"), ("baseline", None)):
+        raw.setdefault(key, default)
+    where = f"{path} (preset {preset})"
+    check(isinstance(raw.get("methods"), list) and raw["methods"], where, "'methods' must be a non-empty list")
+    check(raw["data_seed"] == "run" or isinstance(raw["data_seed"], int), where,
+          f"data_seed must be 'run' or an integer, got {raw['data_seed']!r}")
+    check(raw["curves"] in ("val", "all"), where, f"curves must be 'val' or 'all', got {raw['curves']!r}")
+    check(isinstance(raw["seeds"], int) and raw["seeds"] >= 1, where, "seeds must be a positive integer")
+    return ExperimentSpec(raw["name"], preset, raw, _settings(raw, where), str(path))
+
+
+def load_specs(folder: str | Path, preset: str = "quick", only: list[str] | None = None) -> list[ExperimentSpec]:
+    """Every spec in ``folder`` (files not starting with ``_``), in file-name order; ``only`` selects by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"experiment folder not found: {folder}")
+    specs = [load_spec(p, preset) for p in sorted(folder.glob("*.toml")) if not p.name.startswith("_")]
+    if only:
+        names = [s.name for s in specs]
+        for name in only:
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"no experiment {name!r} in {folder}{hint} (known: {', '.join(names)})")
+        specs = [s for s in specs if s.name in only]
+    return specs
+
+
+def experiments_dir(name: str) -> Path:
+    """The folder of the shipped experiment collection ``name`` (e.g. "paper").
+
+    Looked up under ``$EXPLEARN_EXPERIMENTS``, then the repository's ``experiments/``. A path to an existing
+    folder is returned as it is.
+    """
+    if Path(name).is_dir():
+        return Path(name)
+    roots = [Path(os.environ["EXPLEARN_EXPERIMENTS"])] if "EXPLEARN_EXPERIMENTS" in os.environ else []
+    roots.append(Path(__file__).resolve().parents[2] / "experiments")
+    for root in roots:
+        if (root / name).is_dir():
+            return root / name
+    raise ConfigError(f"no experiment collection {name!r} under {', '.join(map(str, roots))} "
+                      "(set EXPLEARN_EXPERIMENTS or pass a folder of specs)")
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and value and isinstance(out.get(key), Mapping):  # {} clears a table
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _check_keys(raw: Mapping[str, Any], where: str) -> None:
+    for key in raw:
+        if key not in SPEC_KEYS:
+            close = difflib.get_close_matches(key, SPEC_KEYS, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}; known keys: {', '.join(SPEC_KEYS)}")
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in ("hp", "model") and not prefix and isinstance(value, Mapping):
+            out.update(_flatten(value, f"{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _split(values: Mapping[str, Any]) -> tuple[dict, dict, dict]:
+    data, hp, model = {}, {}, {}
+    for key, value in values.items():
+        if key.startswith("hp."):
+            hp[key[3:]] = value
+        elif key.startswith("model."):
+            model[key[6:]] = value
+        else:
+            data[key] = value
+    return data, hp, model
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ":".join(_format(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _settings(raw: Mapping[str, Any], where: str) -> tuple[Setting, ...]:
+    grid = _flatten(raw.get("grid", {}))
+    for key, values in grid.items():
+        check(isinstance(values, list) and values, where, f"grid entry {key!r} must be a non-empty list")
+    points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] if grid else [{}]
+    variants = raw.get("variants") or [{}]
+    settings = []
+    for point in points:
+        for variant in variants:
+            variant = dict(variant)
+            unknown = set(variant) - {"label", "data", "hp", "model", "methods"}
+            check(not unknown, where, f"variant keys must be label, data, hp, model, methods; got {sorted(unknown)}")
+            values = {**point, **_flatten({k: variant[k] for k in ("hp", "model") if k in variant}),
+                      **variant.get("data", {})}
+            data, hp, model = _split(values)
+            parts = [f"{k}={_format(v)}" for k, v in point.items()]
+            if "label" in variant:
+                parts.append(variant["label"])
+            label = ", ".join(parts) or raw.get("label", raw["name"])
+            methods = tuple(variant["methods"]) if "methods" in variant else None
+            settings.append(Setting(label, values, data, hp, model, methods))
+    labels = [s.label for s in settings]
+    check(len(set(labels)) == len(labels), where, f"settings need distinct labels, got {labels}")
+    return tuple(settings)

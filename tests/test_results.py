@@ -1,0 +1,38 @@
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from explearn.results import aggregate, ci95, paired_differences
+
+
+def runs_frame():
+    rows = []
+    for seed, (a, b) in enumerate([(0.70, 0.80), (0.72, 0.78), (0.68, 0.83)]):
+        rows.append({"experiment": "e", "setting": "s", "method": "standard", "seed": seed, "role": "eval", "test/acc": a})
+        rows.append({"experiment": "e", "setting": "s", "method": "two_stage", "seed": seed, "role": "eval", "test/acc": b})
+    rows.append({"experiment": "e", "setting": "s", "method": "two_stage", "seed": 9, "role": "search", "test/acc": 0.0})
+    return pd.DataFrame(rows)
+
+
+def test_ci95_is_the_student_t_interval():
+    values = [0.70, 0.72, 0.68]
+    lo, hi = ci95(values)
+    half = stats.t.ppf(0.975, 2) * stats.tstd(values) / math.sqrt(3)
+    assert (lo, hi) == pytest.approx((0.70 - half, 0.70 + half))
+    assert all(math.isnan(v) for v in ci95([0.5]))
+
+
+def test_aggregate_uses_evaluation_runs_only():
+    agg = aggregate(runs_frame(), ["test/acc"]).set_index("method")
+    assert agg.loc["two_stage", "n"] == 3  # the search run is left out
+    assert agg.loc["two_stage", "mean"] == pytest.approx((0.80 + 0.78 + 0.83) / 3)
+    assert agg.loc["standard", "std"] == pytest.approx(0.02)
+
+
+def test_paired_differences_pair_by_seed():
+    diff = paired_differences(runs_frame(), "standard", ["test/acc"]).iloc[0]
+    assert diff["method"] == "two_stage" and diff["n"] == 3
+    assert diff["mean"] == pytest.approx((0.10 + 0.06 + 0.15) / 3)
+    assert (diff["ci_low"], diff["ci_high"]) == pytest.approx(ci95([0.10, 0.06, 0.15]))

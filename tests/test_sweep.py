@@ -1,0 +1,109 @@
+"""Sweeps: run ids, resume, failures that do not stop the sweep, and a kill at any moment losing nothing."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from explearn.sweep import RunSpec, RunStore, run_sweep
+
+TINY = {"n_train": 8, "n_val": 4, "n_test": 8, "image_size": 16}
+
+
+def tiny_run(method="standard", seed=0, **hp):
+    return RunSpec.create("triangles", TINY, seed, method, hp, "small_cnn", {}, seed, epochs=1, curves="val")
+
+
+def test_run_id_is_stable_and_ignores_spelled_out_defaults():
+    assert tiny_run().run_id == tiny_run().run_id
+    assert tiny_run("two_stage").run_id == tiny_run("two_stage", lr_ratio=1.0).run_id
+    assert tiny_run("two_stage").run_id != tiny_run("two_stage", lr_ratio=10.0).run_id
+    assert tiny_run(seed=0).run_id != tiny_run(seed=1).run_id
+    assert len(tiny_run().run_id) == 16
+
+
+def test_relaunched_sweep_skips_finished_runs(tmp_path):
+    store = RunStore(tmp_path)
+    runs = [tiny_run(m, s) for m in ("standard", "two_stage") for s in (0, 1)]
+    first = run_sweep(runs[:3], store, workers=0)
+    assert len(first.trained) == 3 and not first.skipped and not first.failed
+    mtimes = {r: (tmp_path / r / "result.json").stat().st_mtime_ns for r in first.trained}
+    second = run_sweep(runs + runs, store, workers=0)  # duplicates are trained once
+    assert second.trained == [runs[3].run_id] and sorted(second.skipped) == sorted(first.trained)
+    assert mtimes == {r: (tmp_path / r / "result.json").stat().st_mtime_ns for r in first.trained}
+    stored = store.load(runs[0].run_id)
+    assert stored["run"] == runs[0].config() and 0 <= stored["metrics"]["test/acc"] <= 1
+
+
+def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    store = RunStore(tmp_path)
+    runs = [tiny_run(seed=s) for s in range(3)]
+    bad = runs[1].run_id
+    original = RunSpec.execute
+
+    def execute(self, quiet=True):
+        if self.run_id == bad:
+            raise RuntimeError("injected crash")
+        return original(self, quiet)
+
+    monkeypatch.setattr(RunSpec, "execute", execute)
+    outcome = run_sweep(runs, store, workers=0)
+    assert sorted(outcome.trained) == sorted([runs[0].run_id, runs[2].run_id])
+    assert "RuntimeError: injected crash" in outcome.failed[bad]
+    assert not store.is_done(bad) and "injected crash" in (tmp_path / bad / "error.txt").read_text()
+    assert json.loads((tmp_path / bad / "config.json").read_text()) == runs[1].config()
+
+    monkeypatch.setattr(RunSpec, "execute", original)
+    again = run_sweep(runs, store, workers=0)  # the failed run is retried, the others are kept
+    assert again.trained == [bad] and not again.failed
+    assert not (tmp_path / bad / "error.txt").exists()
+
+
+def test_worker_processes_give_the_same_records_as_in_process(tmp_path):
+    runs = [tiny_run(m, 0) for m in ("standard", "rrr")]
+    run_sweep(runs, RunStore(tmp_path / "a"), workers=0)
+    run_sweep(runs, RunStore(tmp_path / "b"), workers=2)
+    for run in runs:
+        a, b = (json.loads((tmp_path / d / run.run_id / "result.json").read_text()) for d in "ab")
+        assert a["history"] == b["history"] and a["predictions"] == b["predictions"]
+
+
+SPEC = """
+dataset = "triangles"
+methods = ["standard", "two_stage"]
+seeds = 6
+epochs = 2
+data = { n_train = 64, n_val = 16, n_test = 32, image_size = 16 }
+"""
+
+
+def test_a_sweep_killed_mid_run_loses_nothing_and_resumes(tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "tiny.toml").write_text(SPEC)
+    out = tmp_path / "report"
+    cmd = [sys.executable, "-m", "explearn.cli", "reproduce", str(specs), "--preset", "smoke", "--out", str(out),
+           "--workers", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    runs = out / "runs"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(runs.glob("*/done"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # at an arbitrary moment, possibly mid-write
+    proc.wait()
+    finished = {p.parent.name for p in runs.glob("*/done")}
+    assert 3 <= len(finished) < 12, "the kill should land mid-sweep"
+    for run_id in finished:  # every finished record is complete
+        assert json.loads((runs / run_id / "result.json").read_text())["metrics"]
+    for folder in runs.iterdir():  # and an unfinished one is never taken for finished
+        assert (folder / "done").exists() == (folder.name in finished)
+
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"{12 - len(finished)} runs trained, {len(finished)} reused, 0 failed" in again.stdout
+    assert len(list(runs.glob("*/done"))) == 12
