@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow bench clean
+.PHONY: run reproduce-full test test-slow bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/explearn train --dataset triangles --method two_stage --seed 0 --out runs/two_stage_seed0
+	$(BIN)/explearn reproduce paper --preset quick --out reports/paper
+
+reproduce-full: $(STAMP)
+	$(BIN)/explearn reproduce paper --preset full --out reports/paper-full
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -36,3 +36,23 @@ def test_paired_differences_pair_by_seed():
     assert diff["method"] == "two_stage" and diff["n"] == 3
     assert diff["mean"] == pytest.approx((0.10 + 0.06 + 0.15) / 3)
     assert (diff["ci_low"], diff["ci_high"]) == pytest.approx(ci95([0.10, 0.06, 0.15]))
+
+
+def test_agreement_difference_has_a_bootstrap_interval():
+    import numpy as np
+
+    from explearn.results import Results, agreement_differences
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 2, 200)
+    rows, predictions = [], {}
+    for seed in range(6):
+        for method, pred in (("two_stage", truth), ("standard", rng.integers(0, 2, 200))):
+            run_id = f"{method}{seed}"
+            rows.append({"experiment": "c", "setting": "s", "method": method, "seed": seed, "role": "eval", "run_id": run_id})
+            predictions[run_id] = {"test": pred.tolist()}
+    results = Results(pd.DataFrame(rows), pd.DataFrame(), predictions, {}, {})
+    diff = agreement_differences(results, "standard").iloc[0]
+    # identical models agree on everything, independent coin flips on about half
+    assert diff["n"] == 6 and diff["mean"] == pytest.approx(0.5, abs=0.05)
+    assert 0.4 < diff["ci_low"] < diff["mean"] < diff["ci_high"] < 0.6

@@ -89,3 +89,10 @@ def test_a_user_model_with_three_parts_works_with_every_method(tiny):
         result = train(tiny, name, model=net, epochs=1, quiet=True)
         assert result.config["model"] == {"name": "custom", "class": "ExplainableNet"}
         assert 0 <= result.metrics["test/acc"] <= 1
+
+
+def test_balanced_selection_uses_validation_balanced_accuracy():
+    data = datasets.triangles(n_train=20, seed=0, n_val=20, n_test=20, image_size=16, train_per_class=(18, 2))
+    result = train(data, "standard", seed=0, epochs=4, select="best_val_balanced", quiet=True)
+    val = result.curve("balanced_acc", "val")[1:]
+    assert result.metrics["selected_epoch"] - 1 == val.index(max(val))

@@ -49,8 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output directory for result.json (default: print only)")
     p.add_argument("--epochs", type=int, default=30, help="passes over the training data (default 30)")
     p.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
-    p.add_argument("--select", default="best_val", choices=["best_val", "last"],
-                   help="which epoch's model is reported: best validation accuracy or last (default best_val)")
+    p.add_argument("--select", default="best_val", choices=["best_val", "best_val_balanced", "last"],
+                   help="which epoch's model is reported: best validation accuracy, best validation balanced "
+                        "accuracy, or the last (default best_val)")
     p.add_argument("--model", default="small_cnn", help="registered model (explearn list models)")
     p.add_argument("--hp", action="append", metavar="KEY=VALUE", help="a method setting, e.g. --hp lr_ratio=10")
     p.add_argument("--data", action="append", metavar="KEY=VALUE", help="a dataset option, e.g. --data n_train=200")

@@ -39,13 +39,19 @@ class Planned:
 
 
 def make_run(spec: ExperimentSpec, setting: Setting, method: str, seed: int, extra_hp: dict[str, Any],
-             attributions: int = 0) -> RunSpec:
-    """The run of ``method`` in ``setting`` with run seed ``seed`` (data seed by the spec's rule)."""
+             search: bool = False, attributions: int = 0) -> RunSpec:
+    """The run of ``method`` in ``setting`` with run seed ``seed``.
+
+    Evaluation runs take the data seed by the spec's rule and its ``curves``. Search runs always draw their own
+    training set (data seed = search seed) and evaluate only the validation split per epoch, so that specs whose
+    settings agree share one search.
+    """
     hparams = {**spec["hparams"].get(method, {}), **_applicable(setting.hparams, method), **extra_hp}
     return RunSpec.create(
-        spec["dataset"], {**spec["data"], **setting.data}, spec.data_seed(seed), method, hparams, spec["model"],
-        {**spec["model_options"], **setting.model_options}, seed, spec["epochs"], batch_size=spec["batch_size"],
-        select=spec["select"], curves=spec["curves"], attributions=attributions,
+        spec["dataset"], {**spec["data"], **setting.data}, seed if search else spec.data_seed(seed), method, hparams,
+        spec["model"], {**spec["model_options"], **setting.model_options}, seed, spec["epochs"],
+        batch_size=spec["batch_size"], select=spec["select"], curves="val" if search else spec["curves"],
+        attributions=attributions,
     )
 
 
@@ -90,7 +96,7 @@ def plan_search(spec: ExperimentSpec) -> list[Planned]:
                 for k in range(spec["search_seeds"]):
                     seed = SEARCH_SEED_OFFSET + k
                     plan.append(Planned(spec.name, setting.label, method, seed, "search", candidate_key(cand),
-                                        make_run(spec, setting, method, seed, cand)))
+                                        make_run(spec, setting, method, seed, cand, search=True)))
     return plan
 
 

@@ -153,6 +153,49 @@ def agreement(results: Results, split: str = "test") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def agreement_matrix(predictions: list[list[int]]) -> "np.ndarray":
+    """Share of points on which models i and j agree, for every pair. Shape: (M, M)."""
+    import numpy as np
+
+    p = np.asarray(predictions)
+    return np.array([[float((p[i] == p[j]).mean()) for j in range(len(p))] for i in range(len(p))])
+
+
+def agreement_differences(results: Results, baseline: str, split: str = "test", resamples: int = 2000) -> pd.DataFrame:
+    """Agreement of each method minus the baseline's, with a 95 % percentile bootstrap interval.
+
+    Models are resampled by seed, the same seeds for both methods (paired); pairs that resample one model twice
+    are left out. The bootstrap uses a fixed random seed, so the interval is reproducible.
+    """
+    import numpy as np
+
+    rows = []
+    ev = results.eval_runs()
+    for (experiment, setting), group in ev.groupby(["experiment", "setting"], sort=False):
+        by_method = {m: g.set_index("seed")["run_id"] for m, g in group.groupby("method", sort=False)}
+        if baseline not in by_method:
+            continue
+        for method, ids in by_method.items():
+            if method == baseline:
+                continue
+            seeds = sorted(set(ids.index) & set(by_method[baseline].index))
+            if len(seeds) < 3:
+                continue
+            mats = [agreement_matrix([results.predictions[m[s]][split] for s in seeds]) for m in (ids, by_method[baseline])]
+            rng = np.random.default_rng(0)
+            diffs = []
+            for _ in range(resamples):
+                pick = rng.integers(len(seeds), size=len(seeds))
+                keep = pick[:, None] != pick[None, :]
+                diffs.append(mats[0][np.ix_(pick, pick)][keep].mean() - mats[1][np.ix_(pick, pick)][keep].mean())
+            upper = np.triu_indices(len(seeds), 1)
+            rows.append({"experiment": experiment, "setting": setting, "method": method, "baseline": baseline,
+                         "metric": "agreement", "n": len(seeds),
+                         "mean": float(mats[0][upper].mean() - mats[1][upper].mean()),
+                         "ci_low": float(np.percentile(diffs, 2.5)), "ci_high": float(np.percentile(diffs, 97.5))})
+    return pd.DataFrame(rows)
+
+
 def mean_curves(curves: pd.DataFrame, split: str = "test", metric: str = "acc") -> pd.DataFrame:
     """Mean and std over seeds of one metric per epoch, per experiment, setting and method."""
     if curves.empty:

@@ -152,6 +152,9 @@ def run_sweep(runs: Iterable[RunSpec], store: RunStore, workers: int | None = No
                 count += 1
                 _note(outcome, run_id, error, count, len(todo), progress)
         return outcome
+    # tasks of at most a quarter of a worker's share: enough of them to balance the load and report progress
+    size = max(1, len(todo) // (workers * 4))
+    groups = [group[i:i + size] for group in groups for i in range(0, len(group), size)]
     ctx = multiprocessing.get_context("spawn")  # no fork: torch's thread pools do not survive it
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         threads = max(1, (os.cpu_count() or 1) // workers)
@@ -173,7 +176,7 @@ def _note(outcome: SweepOutcome, run_id: str, error: str | None, count: int, tot
 
 
 def _group_by_data(runs: list[RunSpec]) -> list[list[RunSpec]]:
-    """Runs that share a dataset go to one worker, so that it builds the data once."""
+    """Runs that share a dataset, in order, so that a worker builds the data once (it keeps the last few)."""
     groups: dict[str, list[RunSpec]] = {}
     for run in runs:
         key = json.dumps([run.dataset, run.data_seed, dict(run.data_options)], sort_keys=True)

@@ -39,7 +39,7 @@ class TrainConfig:
     model_options: Mapping[str, Any] = field(default_factory=dict)
     epochs: int = 30
     batch_size: int = 32
-    select: Literal["best_val", "last"] = "best_val"
+    select: Literal["best_val", "best_val_balanced", "last"] = "best_val"
     device: str = "auto"
     curves: Literal["all", "val"] = "all"
     attributions: int = 0
@@ -47,7 +47,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check(self.epochs >= 1, "train", f"epochs must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, "train", f"batch_size must be >= 1, got {self.batch_size}")
-        check(self.select in ("best_val", "last"), "train", f"select must be 'best_val' or 'last', got {self.select!r}")
+        check(self.select in ("best_val", "best_val_balanced", "last"), "train",
+              f"select must be 'best_val', 'best_val_balanced' or 'last', got {self.select!r}")
         check(self.curves in ("all", "val"), "train", f"curves must be 'all' or 'val', got {self.curves!r}")
         check(self.attributions >= 0, "train", f"attributions must be >= 0, got {self.attributions}")
 
@@ -111,8 +112,10 @@ def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Ma
         model_options: settings of a registered model.
         epochs: passes over the training data.
         batch_size: samples per step.
-        select: ``best_val`` keeps the epoch with the highest validation accuracy (earliest on ties); ``last``
-            keeps the last epoch. Model selection never looks at the test split.
+        select: ``best_val`` keeps the epoch with the highest validation accuracy (earliest on ties);
+            ``best_val_balanced`` the highest validation balanced accuracy (for imbalanced classes, where plain
+            accuracy rewards predicting the majority class); ``last`` keeps the last epoch. Model selection never
+            looks at the test split.
         device: ``auto`` (CUDA if available, else CPU), or any torch device.
         curves: ``all`` evaluates every split after every epoch; ``val`` only the validation split (cheaper; the
             final metrics cover every split either way).
@@ -155,12 +158,12 @@ def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Ma
         scores = _evaluate(algo, curve_splits, minority)
         _record(history, epoch, scores)
         _record(history, epoch, {"train": logs})
-        val_acc = scores["val"]["acc"]
-        if cfg.select == "last" or val_acc > best[0]:
-            best = (val_acc, epoch, copy.deepcopy(algo.model.state_dict()))
+        val_score = scores["val"]["balanced_acc" if cfg.select == "best_val_balanced" else "acc"]
+        if cfg.select == "last" or val_score > best[0]:
+            best = (val_score, epoch, copy.deepcopy(algo.model.state_dict()))
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(val=f"{val_acc:.3f}")
+            bar.set_postfix(val=f"{scores['val']['acc']:.3f}")
     seconds = time.perf_counter() - start
     if bar is not None:
         bar.close()

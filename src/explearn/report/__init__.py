@@ -8,7 +8,7 @@ import pandas as pd
 
 from explearn.report.figures import FIGURES, draw
 from explearn.report.tables import render_summary
-from explearn.results import aggregate, agreement, collect, paired_differences
+from explearn.results import aggregate, agreement, agreement_differences, collect, paired_differences
 
 
 def render(report_dir: str | Path) -> Path:
@@ -26,6 +26,11 @@ def render(report_dir: str | Path) -> Path:
             stats_parts.append(aggregate(part, metrics))
             if spec.get("baseline"):
                 diff_parts.append(paired_differences(part, spec["baseline"], metrics))
+        for baseline in {spec.get("baseline") for spec in manifest["specs"].values()} - {None}:
+            agree = agreement_differences(results, baseline)
+            if not agree.empty:
+                own = agree["experiment"].map(lambda e: manifest["specs"][e].get("baseline")) == baseline
+                diff_parts.append(agree[own])
         stats_parts.append(agreement(results))
     stats = pd.concat([p for p in stats_parts if not p.empty], ignore_index=True) if stats_parts else pd.DataFrame(
         columns=["experiment", "setting", "method", "metric", "n", "mean", "std", "ci_low", "ci_high"])
