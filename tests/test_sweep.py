@@ -107,3 +107,18 @@ def test_a_sweep_killed_mid_run_loses_nothing_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr
     assert f"{12 - len(finished)} runs trained, {len(finished)} reused, 0 failed" in again.stdout
     assert len(list(runs.glob("*/done"))) == 12
+
+
+def test_a_stored_run_reruns_bit_identically(tmp_path):
+    import torch
+
+    run = tiny_run("two_stage", 3)
+    run_sweep([run], RunStore(tmp_path), workers=0)
+    stored = RunStore(tmp_path).load(run.run_id)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # sweeps train with one thread
+    try:
+        again = RunSpec(**stored["run"]).execute().to_json()
+    finally:
+        torch.set_num_threads(previous)
+    assert again["history"] == stored["history"] and again["predictions"] == stored["predictions"]

@@ -129,7 +129,8 @@ def run_sweep(runs: Iterable[RunSpec], store: RunStore, workers: int | None = No
     Args:
         runs: the runs (duplicates, by run id, are trained once).
         store: where results go.
-        workers: worker processes; default one per CPU core; 0 trains in this process (no parallelism).
+        workers: worker processes; default one per CPU core; 0 trains in this process (no parallelism). Every
+            run uses one torch thread, so results do not depend on the number of workers.
         progress: called as ``progress(finished_so_far, total_to_train)`` after each run.
 
     Returns:
@@ -148,17 +149,17 @@ def run_sweep(runs: Iterable[RunSpec], store: RunStore, workers: int | None = No
     count = 0
     if workers == 0 or len(todo) <= 1:
         for group in groups:
-            for run_id, error in _execute_group(group, str(store.root), threads=None):
+            for run_id, error in _execute_group(group, str(store.root), threads=1):
                 count += 1
                 _note(outcome, run_id, error, count, len(todo), progress)
         return outcome
-    # tasks of at most a quarter of a worker's share: enough of them to balance the load and report progress
-    size = max(1, len(todo) // (workers * 4))
+    # small tasks (at most 4 runs, at most a quarter of a worker's share) balance the load and report progress
+    # often; the runs of one dataset stay together, and a worker keeps its last datasets in memory
+    size = max(1, min(4, len(todo) // (workers * 4)))
     groups = [group[i:i + size] for group in groups for i in range(0, len(group), size)]
     ctx = multiprocessing.get_context("spawn")  # no fork: torch's thread pools do not survive it
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        futures = [pool.submit(_execute_group, group, str(store.root), threads) for group in groups]
+        futures = [pool.submit(_execute_group, group, str(store.root), 1) for group in groups]
         for future in cf.as_completed(futures):
             for run_id, error in future.result():
                 count += 1
@@ -184,13 +185,23 @@ def _group_by_data(runs: list[RunSpec]) -> list[list[RunSpec]]:
     return list(groups.values())
 
 
-def _execute_group(group: list[RunSpec], root: str, threads: int | None) -> list[tuple[str, str | None]]:
-    """Train each run of a group and store it at once; returns (run id, traceback or None) per run."""
-    if threads is not None:
-        import torch
+def _execute_group(group: list[RunSpec], root: str, threads: int) -> list[tuple[str, str | None]]:
+    """Train each run of a group and store it at once; returns (run id, traceback or None) per run.
 
-        torch.set_num_threads(threads)
-    store = RunStore(root)
+    Every run uses ``threads`` torch threads (sweeps use 1): float sums are split differently with another
+    thread count, so a fixed count makes a stored run bit-identical to a rerun whatever the number of workers.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _execute_runs(group, RunStore(root))
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _execute_runs(group: list[RunSpec], store: RunStore) -> list[tuple[str, str | None]]:
     out = []
     for run in group:
         try:

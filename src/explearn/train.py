@@ -141,13 +141,41 @@ def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Ma
     splits = {name: ds.to(dev, channels_last=True) for name, ds in data.eval_splits().items()}
     batches_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     algo: Method = method_cls(net, hp, batches_per_epoch)
-    order = torch.Generator().manual_seed(cfg.seed)
     minority = minority_class(data.train.class_counts())
 
+    fit = _fit(algo, splits, cfg, minority, quiet)
+    algo.model.load_state_dict(fit.best_state)
+    metrics, predictions = _final_metrics(algo, splits, minority)
+    metrics.update({
+        "selected_epoch": fit.best_epoch,
+        "time/total_s": fit.seconds,  # training and per-epoch evaluation
+        "time/epoch_s": fit.train_seconds / cfg.epochs,  # training steps only
+    })
+    config = {
+        "version": __version__, "data": dict(data.info), **asdict(cfg), "hparams": to_dict(hp),
+        "model": model_config, "device": str(dev), "attribution": ATTRIBUTION,
+    }
+    config.pop("model_options")
+    examples = _examples(algo.model, splits["test"], cfg.attributions) if cfg.attributions else {}
+    return TrainResult(config, metrics, fit.history, predictions, examples, algo.model.cpu())
+
+
+@dataclass
+class _Fit:
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_state: dict[str, torch.Tensor]
+    train_seconds: float
+    seconds: float
+
+
+def _fit(algo: Method, splits: dict[str, ExplanationDataset], cfg: TrainConfig, minority: int, quiet: bool) -> _Fit:
+    """The epoch loop: train, evaluate the curve splits, keep the state of the selected epoch."""
+    order = torch.Generator().manual_seed(cfg.seed)  # data order: the run seed, never the method
     curve_splits = splits if cfg.curves == "all" else {"val": splits["val"]}
     history: list[dict[str, Any]] = []
     _record(history, 0, _evaluate(algo, curve_splits, minority))
-    best = (-1.0, 0, None)
+    best_score, best_epoch, best_state = -1.0, 0, {}
     train_seconds = 0.0
     start = time.perf_counter()
     bar = _progress(cfg.epochs, quiet, f"{cfg.method} seed {cfg.seed}")
@@ -158,30 +186,15 @@ def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Ma
         scores = _evaluate(algo, curve_splits, minority)
         _record(history, epoch, scores)
         _record(history, epoch, {"train": logs})
-        val_score = scores["val"]["balanced_acc" if cfg.select == "best_val_balanced" else "acc"]
-        if cfg.select == "last" or val_score > best[0]:
-            best = (val_score, epoch, copy.deepcopy(algo.model.state_dict()))
+        score = scores["val"]["balanced_acc" if cfg.select == "best_val_balanced" else "acc"]
+        if cfg.select == "last" or score > best_score:
+            best_score, best_epoch, best_state = score, epoch, copy.deepcopy(algo.model.state_dict())
         if bar is not None:
             bar.update(1)
             bar.set_postfix(val=f"{scores['val']['acc']:.3f}")
-    seconds = time.perf_counter() - start
     if bar is not None:
         bar.close()
-
-    algo.model.load_state_dict(best[2])
-    metrics, predictions = _final_metrics(algo, splits, minority)
-    metrics.update({
-        "selected_epoch": best[1],
-        "time/total_s": seconds,  # training and per-epoch evaluation
-        "time/epoch_s": train_seconds / cfg.epochs,  # training steps only
-    })
-    config = {
-        "version": __version__, "data": dict(data.info), **asdict(cfg), "hparams": to_dict(hp),
-        "model": model_config, "device": str(dev), "attribution": ATTRIBUTION,
-    }
-    config.pop("model_options")
-    examples = _examples(algo.model, splits["test"], cfg.attributions) if cfg.attributions else {}
-    return TrainResult(config, metrics, history, predictions, examples, algo.model.cpu())
+    return _Fit(history, best_epoch, best_state, train_seconds, time.perf_counter() - start)
 
 
 def _build_model(model: str | nn.Module, cfg: TrainConfig, data: Splits) -> tuple[nn.Module, dict[str, Any]]:
