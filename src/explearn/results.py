@@ -187,6 +187,8 @@ def agreement_differences(results: Results, baseline: str, split: str = "test", 
             for _ in range(resamples):
                 pick = rng.integers(len(seeds), size=len(seeds))
                 keep = pick[:, None] != pick[None, :]
+                if not keep.any():  # one model drawn every time: no pair to compare
+                    continue
                 diffs.append(mats[0][np.ix_(pick, pick)][keep].mean() - mats[1][np.ix_(pick, pick)][keep].mean())
             upper = np.triu_indices(len(seeds), 1)
             rows.append({"experiment": experiment, "setting": setting, "method": method, "baseline": baseline,
