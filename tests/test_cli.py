@@ -11,7 +11,7 @@ def test_list_shows_every_registry(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     for name in ("triangles", "standard", "two_stage", "two_stage_no_mapping", "joint", "rrr", "kl", "softmax",
-                 "small_cnn", "conv1x1", "lr_ratio = 1.0"):
+                 "small_cnn", "conv1x1", "lr_ratio = 1.0", "wasserstein", "mask_transform", "dilate", "hull"):
         assert name in out
 
 

@@ -11,7 +11,7 @@ from explearn.specs import experiments_dir, load_specs
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("paper")
-    summary, outcome = reproduce("paper", "smoke", out, workers=2, log=lambda _: None)
+    (summary,), outcome = reproduce("paper", "smoke", out, workers=2, log=lambda _: None)
     return out, summary, outcome
 
 

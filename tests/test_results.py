@@ -56,3 +56,23 @@ def test_agreement_difference_has_a_bootstrap_interval():
     # identical models agree on everything, independent coin flips on about half
     assert diff["n"] == 6 and diff["mean"] == pytest.approx(0.5, abs=0.05)
     assert 0.4 < diff["ci_low"] < diff["mean"] < diff["ci_high"] < 0.6
+
+
+def test_reference_differences_pair_variants_of_the_same_method_scenario_and_seed():
+    from explearn.results import reference_differences
+
+    rows = []
+    values = {("A, paper", "two_stage"): [0.80, 0.78, 0.83], ("A, soft", "two_stage"): [0.70, 0.75, 0.73],
+              ("B, paper", "two_stage"): [0.60, 0.61, 0.62], ("B, soft", "two_stage"): [0.70, 0.70, 0.70],
+              ("A, paper", "standard"): [0.5, 0.5, 0.5]}
+    for (setting, method), accs in values.items():
+        for seed, acc in enumerate(accs):
+            rows.append({"experiment": "masks", "setting": setting, "method": method, "seed": seed, "role": "eval",
+                         "test/acc": acc})
+    parts = {f"{p}, {v}": {"point": p, "variant": v} for p in "AB" for v in ("paper", "soft")}
+    diff = reference_differences(pd.DataFrame(rows), "masks", "paper", parts, ["test/acc"]).set_index("setting")
+    assert sorted(diff.index) == ["A, soft", "B, soft"]  # the reference itself and standard (no variant) are not rows
+    assert diff.loc["A, soft", "mean"] == pytest.approx((-0.10 - 0.03 - 0.10) / 3)
+    assert (diff.loc["A, soft", "ci_low"], diff.loc["A, soft", "ci_high"]) == pytest.approx(ci95([-0.10, -0.03, -0.10]))
+    assert diff.loc["B, soft", "mean"] == pytest.approx((0.10 + 0.09 + 0.08) / 3)  # paired within scenario B only
+    assert set(diff["baseline"]) == {"paper (reference)"}

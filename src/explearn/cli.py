@@ -33,10 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"explearn {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    p = sub.add_parser("list", help="list datasets, methods, alignment losses, normalisations, models, mapping layers",
+    p = sub.add_parser("list", help="list datasets, mask transforms, methods, alignment losses, normalisations, models, "
+                                    "mapping layers",
                        description="List what is registered, with every setting, its default and its meaning.")
     p.add_argument("what", nargs="?", default="all",
-                   choices=["all", "datasets", "methods", "losses", "models", "mappings"], help="what to list")
+                   choices=["all", "datasets", "masks", "methods", "losses", "models", "mappings"], help="what to list")
     p.set_defaults(run=_cmd_list)
 
     p = sub.add_parser("train", help="train one model and write a JSON result",
@@ -62,27 +63,30 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_train)
 
     p = sub.add_parser("reproduce", help="run a collection of experiment specs end to end and write a report",
-                       description="Run every spec of a collection (the paper's experiments: 'paper') at a preset: "
-                                   "hyperparameter search on validation, then the evaluation runs, then the report. "
-                                   "Resumable: finished runs in OUT/runs are reused.")
-    p.add_argument("collection", help="'paper' (experiments/paper) or a folder of spec files")
+                       description="Run every spec of a collection (the paper's experiments: 'paper'; the ablation "
+                                   "studies: 'ablations') at a preset: hyperparameter search on validation, then the "
+                                   "evaluation runs, then the report. Resumable: finished runs in OUT/runs are "
+                                   "reused.")
+    p.add_argument("collection", help="'paper', 'ablations' (folders of experiments/) or a folder of spec files")
     p.add_argument("--preset", default="quick", choices=["smoke", "quick", "full"],
                    help="smoke: seconds; quick: minutes; full: the paper's scale (default quick)")
     p.add_argument("--out", default=None, help="report folder (default reports/COLLECTION)")
-    p.add_argument("--only", action="append", metavar="NAME", help="run only this spec (repeatable)")
+    p.add_argument("--only", "--study", dest="only", action="append", metavar="NAME",
+                   help="run only this spec / study (repeatable)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core; 0: none)")
     p.set_defaults(run=_cmd_reproduce)
 
     p = sub.add_parser("report", help="re-render a report from its stored runs, without training",
                        description="Re-render summary.md, results.csv, search.csv and the figures of a report folder "
-                                   "written by `explearn reproduce`, from its manifest and stored runs.")
-    p.add_argument("dir", help="the report folder (holds manifest.json and runs/)")
+                                   "written by `explearn reproduce`, from its manifest and stored runs; a folder "
+                                   "of studies (reports/ablations) re-renders each study.")
+    p.add_argument("dir", help="the report folder (holds manifest.json), or a folder of such folders")
     p.set_defaults(run=_cmd_report)
     return parser
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from explearn.datasets import DATASETS
+    from explearn.datasets import DATASETS, MASK_TRANSFORMS, MaskOptions
     from explearn.losses import DIVERGENCES, NORMALIZATIONS, AXES
     from explearn.methods import METHODS
     from explearn.models import MAPPINGS, MODELS
@@ -90,6 +94,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
     what = args.what
     if what in ("all", "datasets"):
         _section("datasets", {name: DATASETS.get(name)[1] for name in DATASETS}, DATASETS)
+    if what in ("all", "datasets", "masks"):
+        _section("mask options (every dataset; --data KEY=VALUE)", {"": MaskOptions}, None)
+        print("mask transforms (--data mask_transform=NAME --data mask_param=VALUE; training masks only):")
+        for name in MASK_TRANSFORMS:
+            t = MASK_TRANSFORMS.get(name)
+            param = f" [mask_param: {t.param}, default {t.default:g}]" if t.param != "unused" else ""
+            print(f"  {name:12s} {t.description}{param}")
+        print()
     if what in ("all", "methods"):
         _section("methods", {name: METHODS.get(name).HParams for name in METHODS}, METHODS, doc_of=METHODS.get)
     if what in ("all", "losses"):
@@ -116,7 +128,8 @@ def _section(title: str, settings: dict, registry, doc_of=None) -> None:
     print(f"{title}:")
     for name, cls in settings.items():
         doc = _first_line(doc_of(name).__doc__) if doc_of else ""
-        print(f"  {name}" + (f"  - {doc}" if doc else ""))
+        if name:
+            print(f"  {name}" + (f"  - {doc}" if doc else ""))
         for field, type_name, default, help_text in fields_help(cls):
             print(f"      {field} = {default!r}  ({type_name})  {help_text}")
     print()
@@ -155,20 +168,31 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from explearn.reproduce import reproduce
 
     out = args.out or str(Path("reports") / Path(args.collection).name)
-    summary, outcome = reproduce(args.collection, args.preset, out, args.workers, args.only)
-    print(summary.read_text())
+    summaries, outcome = reproduce(args.collection, args.preset, out, args.workers, args.only)
+    for summary in summaries:
+        print(summary.read_text())
     for run_id, text in outcome.failed.items():
         print(f"run {run_id} failed:\n{text}", file=sys.stderr)
-    print(f"report: {summary}")
+    for summary in summaries:
+        print(f"report: {summary}")
     return 1 if outcome.failed else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from explearn.report import render
 
-    summary = render(args.dir)
-    print(summary.read_text())
-    print(f"report: {summary}")
+    root = Path(args.dir)
+    folders = [root] if (root / "manifest.json").is_file() else sorted(p.parent for p in root.glob("*/manifest.json"))
+    if not folders:
+        raise FileNotFoundError(f"{root / 'manifest.json'} not found (nor in a subfolder): not a report folder "
+                                "written by `explearn reproduce`")
+    summaries = [render(folder) for folder in folders]
+    for summary in summaries:
+        print(summary.read_text())
+    for summary in summaries:
+        print(f"report: {summary}")
     return 0
 
 

@@ -9,6 +9,7 @@ table and the choices; the report is rendered from it and the stored runs.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,18 +139,23 @@ def plan_eval(spec: ExperimentSpec, chosen: dict) -> list[Planned]:
 
 def reproduce(collection: str = "paper", preset: str = "quick", out: str | Path = "reports/paper",
               workers: int | None = None, only: list[str] | None = None,
-              log: Callable[[str], None] = print) -> tuple[Path, SweepOutcome]:
-    """Run the specs of ``collection`` at ``preset`` into ``out`` and render the report.
+              log: Callable[[str], None] = print) -> tuple[list[Path], SweepOutcome]:
+    """Run the specs of ``collection`` at ``preset`` into ``out`` and render the report(s).
+
+    Every run of every spec goes through one search sweep and one evaluation sweep into ``out/runs``, so runs
+    shared by specs are trained once. Specs with ``report = "together"`` (the paper's) share one report in
+    ``out``; specs with ``report = "apart"`` (the ablation studies) get ``out/<spec name>/`` each.
 
     Args:
-        collection: a shipped collection ("paper") or a folder of spec files.
+        collection: a shipped collection ("paper", "ablations") or a folder of spec files.
         preset: smoke, quick or full.
         out: the report folder; runs are stored in ``out/runs`` and reused by later calls.
         workers: worker processes (default one per core; 0 = in this process).
         only: names of the specs to run (default all).
 
     Returns:
-        The path of ``summary.md`` and the outcome of the sweeps (failed runs with their tracebacks).
+        The paths of the ``summary.md`` files written and the outcome of the sweeps (failed runs with their
+        tracebacks).
     """
     from explearn.report import render
 
@@ -158,37 +164,58 @@ def reproduce(collection: str = "paper", preset: str = "quick", out: str | Path 
     out = Path(out)
     store = RunStore(out / "runs")
     start = time.perf_counter()
+    reports = _reports(out, specs)
 
     search = [p for spec in specs for p in plan_search(spec)]
-    _write_manifest(out, folder, preset, specs, search, {}, [], None)
+    _write_manifests(out, reports, folder, preset, search, {}, [], None)
     log(f"search: {len({p.run.run_id for p in search})} runs")
     first = run_sweep([p.run for p in search], store, workers, _progress(log, "search"))
     chosen, table = choose_all(specs, search, store)
 
     evaluation = [p for spec in specs for p in plan_eval(spec, chosen)]
-    _write_manifest(out, folder, preset, specs, search + evaluation, chosen, table, None)
+    _write_manifests(out, reports, folder, preset, search + evaluation, chosen, table, None)
     log(f"evaluation: {len({p.run.run_id for p in evaluation})} runs")
     second = run_sweep([p.run for p in evaluation], store, workers, _progress(log, "evaluation"))
 
     outcome = SweepOutcome(first.trained + second.trained, first.skipped + second.skipped,
                            {**first.failed, **second.failed})
     seconds = time.perf_counter() - start
-    _write_manifest(out, folder, preset, specs, search + evaluation, chosen, table,
-                    {"seconds": seconds, "trained": len(outcome.trained), "skipped": len(outcome.skipped),
-                     "failed": sorted(outcome.failed)})
-    summary = render(out)
+    _write_manifests(out, reports, folder, preset, search + evaluation, chosen, table,
+                     {"seconds": seconds, "trained": len(outcome.trained), "skipped": len(outcome.skipped),
+                      "failed": sorted(outcome.failed), "specs": [s.name for s in specs]})
+    summaries = [render(path) for path in reports]
     log(f"{len(outcome.trained)} runs trained, {len(outcome.skipped)} reused, {len(outcome.failed)} failed "
         f"in {seconds:.0f} s")
-    return summary, outcome
+    return summaries, outcome
+
+
+def _reports(out: Path, specs: list[ExperimentSpec]) -> dict[Path, list[ExperimentSpec]]:
+    """Report folder -> its specs: ``out`` for the specs reported together, ``out/<name>`` for each one apart."""
+    reports: dict[Path, list[ExperimentSpec]] = {}
+    for spec in specs:
+        reports.setdefault(out / spec.name if spec["report"] == "apart" else out, []).append(spec)
+    return reports
+
+
+def _write_manifests(out: Path, reports: dict[Path, list[ExperimentSpec]], folder: Path, preset: str,
+                     plan: list[Planned], chosen: dict, table: list[dict], timing: dict | None) -> None:
+    for path, specs in reports.items():
+        names = {s.name for s in specs}
+        _write_manifest(path, folder, preset, specs, [p for p in plan if p.experiment in names],
+                        {k: v for k, v in chosen.items() if k[0] in names},
+                        [row for row in table if row["experiment"] in names], timing,
+                        runs=os.path.relpath(out / "runs", path))
 
 
 def _write_manifest(out: Path, folder: Path, preset: str, specs: list[ExperimentSpec], plan: list[Planned],
-                    chosen: dict, table: list[dict], timing: dict | None) -> None:
+                    chosen: dict, table: list[dict], timing: dict | None, runs: str = "runs") -> None:
     out.mkdir(parents=True, exist_ok=True)
     manifest = {
-        "collection": str(folder), "preset": preset,
+        "collection": str(folder), "preset": preset, "runs": runs,
         "specs": {s.name: {**s.raw, "settings": [st.label for st in s.settings],
-                           "setting_values": {st.label: dict(st.values) for st in s.settings}} for s in specs},
+                           "setting_values": {st.label: dict(st.values) for st in s.settings},
+                           "setting_parts": {st.label: {"point": st.point, "variant": st.variant}
+                                             for st in s.settings}} for s in specs},
         "entries": [p.entry() for p in plan],
         "chosen": [{"experiment": e, "setting": s, "method": m, "candidate": c} for (e, s, m), c in chosen.items()],
         "search": table, "timing": timing,

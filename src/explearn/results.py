@@ -52,7 +52,7 @@ def collect(report_dir: str | Path) -> Results:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: not a report folder written by `explearn reproduce`")
     manifest = json.loads(path.read_text())
-    store = RunStore(report_dir / "runs")
+    store = RunStore(report_dir / manifest.get("runs", "runs"))  # ablation studies share ../runs
     rows, curve_rows, predictions, examples, missing = [], [], {}, {}, []
     for entry in manifest["entries"]:
         if not store.is_done(entry["run_id"]):
@@ -68,6 +68,7 @@ def collect(report_dir: str | Path) -> Results:
         curve = history[(history["split"] == split) & (history["metric"] == "acc")].sort_values("epoch")["value"]
         row["epochs_to_95"] = epochs_to_fraction(curve.tolist(), 0.95)
         row["convergence_split"] = split
+        row.update(_gradient_summary(history))
         rows.append(row)
         if entry["role"] == "eval":
             history.insert(0, "seed", entry["seed"])
@@ -80,6 +81,21 @@ def collect(report_dir: str | Path) -> Results:
     runs = pd.DataFrame(rows)
     curves = pd.concat(curve_rows, ignore_index=True) if curve_rows else pd.DataFrame()
     return Results(runs, curves, predictions, examples, manifest, missing)
+
+
+GRADIENT_LOGS = {"grad_norm_stage1": "grad_stage1", "grad_norm_stage2": "grad_stage2"}
+
+
+def _gradient_summary(history: pd.DataFrame) -> dict[str, float]:
+    """Per run: the gradient norm of each stage (mean over an epoch's steps) averaged over the epochs, and its
+    smallest and largest epoch value (``grad_stage1/mean``, ``/min``, ``/max``; stage 2 likewise)."""
+    out = {}
+    for log, name in GRADIENT_LOGS.items():
+        values = history[(history["split"] == "train") & (history["metric"] == log)]["value"]
+        if len(values):
+            out.update({f"{name}/mean": float(values.mean()), f"{name}/min": float(values.min()),
+                        f"{name}/max": float(values.max())})
+    return out
 
 
 def ci95(values: list[float]) -> tuple[float, float]:
@@ -102,6 +118,8 @@ def aggregate(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
             if metric not in group:
                 continue
             values = [float(v) for v in group[metric].dropna()]
+            if not values:  # e.g. stage-2 gradient norms of a method without stage 2
+                continue
             lo, hi = ci95(values)
             rows.append({**dict(zip(KEYS, keys)), "metric": metric, "n": len(values),
                          "mean": _mean(values), "std": _std(values),
@@ -110,24 +128,66 @@ def aggregate(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 
 def paired_differences(runs: pd.DataFrame, baseline: str, metrics: list[str]) -> pd.DataFrame:
-    """Method minus baseline on the same seed (paired), with mean, 95 % CI and the count of pairs."""
-    rows = []
+    """Method minus baseline method in the same setting on the same seed (paired), with mean, 95 % CI and the
+    count of pairs."""
+    return _paired(runs[runs["role"] == "eval"], method_pairs(runs, baseline), metrics)
+
+
+def reference_differences(runs: pd.DataFrame, experiment: str, reference: str, parts: dict[str, dict[str, str]],
+                          metrics: list[str]) -> pd.DataFrame:
+    """Each variant minus the reference variant, for the same method, scenario / grid point and seed (paired).
+
+    Args:
+        parts: setting label -> {"point": scenario and grid part, "variant": variant label} (from the manifest).
+    """
+    return _paired(runs[runs["role"] == "eval"], reference_pairs(runs, experiment, reference, parts), metrics)
+
+
+#: (experiment, setting, method) compared with (base setting, base method), and the name of the comparison
+Pair = tuple[str, str, str, str, str, str]
+
+
+def method_pairs(runs: pd.DataFrame, baseline: str) -> list[Pair]:
+    """Every method against ``baseline`` within each experiment and setting."""
     ev = runs[runs["role"] == "eval"]
+    pairs = []
     for (experiment, setting), group in ev.groupby(["experiment", "setting"], sort=False):
-        base = group[group["method"] == baseline].set_index("seed")
-        if base.empty:
+        methods = list(dict.fromkeys(group["method"]))
+        if baseline in methods:
+            pairs += [(experiment, setting, m, setting, baseline, baseline) for m in methods if m != baseline]
+    return pairs
+
+
+def reference_pairs(runs: pd.DataFrame, experiment: str, reference: str, parts: dict[str, dict[str, str]]) -> list[Pair]:
+    """Every variant against the reference variant of the same scenario / grid point, method by method."""
+    ev = runs[(runs["role"] == "eval") & (runs["experiment"] == experiment)]
+    present = set(zip(ev["setting"], ev["method"]))
+    base_of = {p["point"]: label for label, p in parts.items() if p["variant"] == reference}
+    pairs = []
+    for setting, method in dict.fromkeys(zip(ev["setting"], ev["method"])):
+        part = parts.get(setting)
+        if part is None or part["variant"] == reference or part["point"] not in base_of:
             continue
-        for method, other in group[group["method"] != baseline].groupby("method", sort=False):
-            other = other.set_index("seed")
-            for metric in metrics:
-                if metric not in other or metric not in base:
-                    continue
-                common = other.index.intersection(base.index)
-                diffs = [float(other.at[s, metric] - base.at[s, metric]) for s in common]
-                diffs = [d for d in diffs if not math.isnan(d)]
-                lo, hi = ci95(diffs)
-                rows.append({"experiment": experiment, "setting": setting, "method": method, "baseline": baseline,
-                             "metric": metric, "n": len(diffs), "mean": _mean(diffs), "ci_low": lo, "ci_high": hi})
+        base = base_of[part["point"]]
+        if (base, method) in present:
+            pairs.append((experiment, setting, method, base, method, f"{reference} (reference)"))
+    return pairs
+
+
+def _paired(ev: pd.DataFrame, pairs: list[Pair], metrics: list[str]) -> pd.DataFrame:
+    rows = []
+    index = {key: g.set_index("seed") for key, g in ev.groupby(KEYS, sort=False)}
+    for experiment, setting, method, base_setting, base_method, label in pairs:
+        other, base = index[(experiment, setting, method)], index[(experiment, base_setting, base_method)]
+        common = other.index.intersection(base.index)
+        for metric in metrics:
+            if metric not in other or metric not in base:
+                continue
+            diffs = [float(other.at[s, metric] - base.at[s, metric]) for s in common]
+            diffs = [d for d in diffs if not math.isnan(d)]
+            lo, hi = ci95(diffs)
+            rows.append({"experiment": experiment, "setting": setting, "method": method, "baseline": label,
+                         "metric": metric, "n": len(diffs), "mean": _mean(diffs), "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows)
 
 
@@ -161,40 +221,39 @@ def agreement_matrix(predictions: list[list[int]]) -> "np.ndarray":
     return np.array([[float((p[i] == p[j]).mean()) for j in range(len(p))] for i in range(len(p))])
 
 
-def agreement_differences(results: Results, baseline: str, split: str = "test", resamples: int = 2000) -> pd.DataFrame:
+def agreement_differences(results: Results, baseline: str, split: str = "test", resamples: int = 2000,
+                          pairs: list[Pair] | None = None) -> pd.DataFrame:
     """Agreement of each method minus the baseline's, with a 95 % percentile bootstrap interval.
 
-    Models are resampled by seed, the same seeds for both methods (paired); pairs that resample one model twice
-    are left out. The bootstrap uses a fixed random seed, so the interval is reproducible.
+    Models are resampled by seed, the same seeds for both sides (paired); pairs that resample one model twice
+    are left out. The bootstrap uses a fixed random seed, so the interval is reproducible. ``pairs`` (e.g. from
+    ``reference_pairs``) replaces the method-against-baseline comparisons.
     """
     import numpy as np
 
     rows = []
     ev = results.eval_runs()
-    for (experiment, setting), group in ev.groupby(["experiment", "setting"], sort=False):
-        by_method = {m: g.set_index("seed")["run_id"] for m, g in group.groupby("method", sort=False)}
-        if baseline not in by_method:
+    ids = {key: g.set_index("seed")["run_id"] for key, g in ev.groupby(KEYS, sort=False)}
+    for experiment, setting, method, base_setting, base_method, label in (
+            method_pairs(ev, baseline) if pairs is None else pairs):
+        mine, theirs = ids[(experiment, setting, method)], ids[(experiment, base_setting, base_method)]
+        seeds = sorted(set(mine.index) & set(theirs.index))
+        if len(seeds) < 3:
             continue
-        for method, ids in by_method.items():
-            if method == baseline:
+        mats = [agreement_matrix([results.predictions[m[s]][split] for s in seeds]) for m in (mine, theirs)]
+        rng = np.random.default_rng(0)
+        diffs = []
+        for _ in range(resamples):
+            pick = rng.integers(len(seeds), size=len(seeds))
+            keep = pick[:, None] != pick[None, :]
+            if not keep.any():  # one model drawn every time: no pair to compare
                 continue
-            seeds = sorted(set(ids.index) & set(by_method[baseline].index))
-            if len(seeds) < 3:
-                continue
-            mats = [agreement_matrix([results.predictions[m[s]][split] for s in seeds]) for m in (ids, by_method[baseline])]
-            rng = np.random.default_rng(0)
-            diffs = []
-            for _ in range(resamples):
-                pick = rng.integers(len(seeds), size=len(seeds))
-                keep = pick[:, None] != pick[None, :]
-                if not keep.any():  # one model drawn every time: no pair to compare
-                    continue
-                diffs.append(mats[0][np.ix_(pick, pick)][keep].mean() - mats[1][np.ix_(pick, pick)][keep].mean())
-            upper = np.triu_indices(len(seeds), 1)
-            rows.append({"experiment": experiment, "setting": setting, "method": method, "baseline": baseline,
-                         "metric": "agreement", "n": len(seeds),
-                         "mean": float(mats[0][upper].mean() - mats[1][upper].mean()),
-                         "ci_low": float(np.percentile(diffs, 2.5)), "ci_high": float(np.percentile(diffs, 97.5))})
+            diffs.append(mats[0][np.ix_(pick, pick)][keep].mean() - mats[1][np.ix_(pick, pick)][keep].mean())
+        upper = np.triu_indices(len(seeds), 1)
+        rows.append({"experiment": experiment, "setting": setting, "method": method, "baseline": label,
+                     "metric": "agreement", "n": len(seeds),
+                     "mean": float(mats[0][upper].mean() - mats[1][upper].mean()),
+                     "ci_low": float(np.percentile(diffs, 2.5)), "ci_high": float(np.percentile(diffs, 97.5))})
     return pd.DataFrame(rows)
 
 

@@ -34,7 +34,12 @@ SPEC_KEYS = {
     "hparams": "method -> fixed settings, for every setting",
     "grid": "option -> list of values; the settings are the product (nested tables hp.*, model.* for method and "
             "model settings)",
+    "scenarios": "list of named base settings (label, data / hp / model tables), each combined with every grid "
+                 "point and variant (e.g. the small-data and the spurious setting of an ablation study)",
     "variants": "list of settings, each with a label and data / hp / model tables and optionally methods",
+    "reference": "label of the variant every other variant is compared with (paired by seed, per scenario and "
+                 "grid point); the paper's own setting in an ablation study",
+    "report": "'together': one report for the whole collection; 'apart': OUT/<spec name>/ per spec (runs shared)",
     "label": "label of the single setting when there is neither grid nor variants",
     "data_seed": "'run' (data seed = run seed, so every seed is a new training set) or a fixed integer",
     "seeds": "number of evaluation run seeds (0, 1, ...)",
@@ -64,6 +69,8 @@ class Setting:
     hparams: Mapping[str, Any] = field(default_factory=dict)
     model_options: Mapping[str, Any] = field(default_factory=dict)
     methods: tuple[str, ...] | None = None
+    point: str = ""  # the scenario and grid part of the label
+    variant: str = ""  # the variant's label ("" without variants)
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,8 @@ def load_spec(path: str | Path, preset: str = "quick") -> ExperimentSpec:
     for key, default in (("data", {}), ("model", "small_cnn"), ("model_options", {}), ("hparams", {}),
                          ("search", {}), ("data_seed", "run"), ("seeds", 1), ("search_seeds", 1), ("epochs", 30),
                          ("batch_size", 32), ("curves", "val"), ("attributions", 0), ("headline", "test/acc"),
-                         ("paper", {}), ("select", "best_val"), ("baseline", None)):
+                         ("paper", {}), ("select", "best_val"), ("baseline", None), ("reference", None),
+                         ("report", "together")):
         raw.setdefault(key, default)
     where = f"{path} (preset {preset})"
     check(isinstance(raw.get("methods"), list) and raw["methods"], where, "'methods' must be a non-empty list")
@@ -130,7 +138,14 @@ def load_spec(path: str | Path, preset: str = "quick") -> ExperimentSpec:
           f"data_seed must be 'run' or an integer, got {raw['data_seed']!r}")
     check(raw["curves"] in ("val", "all"), where, f"curves must be 'val' or 'all', got {raw['curves']!r}")
     check(isinstance(raw["seeds"], int) and raw["seeds"] >= 1, where, "seeds must be a positive integer")
-    return ExperimentSpec(raw["name"], preset, raw, _settings(raw, where), str(path))
+    check(raw["report"] in ("together", "apart"), where, f"report must be 'together' or 'apart', got {raw['report']!r}")
+    settings = _settings(raw, where)
+    if raw["reference"] is not None:
+        variants = [v.get("label") for v in raw.get("variants") or []]
+        close = difflib.get_close_matches(str(raw["reference"]), [str(v) for v in variants], n=1)
+        check(raw["reference"] in variants, where, f"reference {raw['reference']!r} is not the label of a variant"
+              + (f"; did you mean {close[0]!r}?" if close else f" (variants: {', '.join(map(str, variants))})"))
+    return ExperimentSpec(raw["name"], preset, raw, settings, str(path))
 
 
 def load_specs(folder: str | Path, preset: str = "quick", only: list[str] | None = None) -> list[ExperimentSpec]:
@@ -229,22 +244,22 @@ def _settings(raw: Mapping[str, Any], where: str) -> tuple[Setting, ...]:
     for key, values in grid.items():
         check(isinstance(values, list) and values, where, f"grid entry {key!r} must be a non-empty list")
     points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] if grid else [{}]
+    scenarios = raw.get("scenarios") or [{}]
     variants = raw.get("variants") or [{}]
     settings = []
-    for point in points:
-        for variant in variants:
-            variant = dict(variant)
-            unknown = set(variant) - {"label", "data", "hp", "model", "methods"}
-            check(not unknown, where, f"variant keys must be label, data, hp, model, methods; got {sorted(unknown)}")
-            values = {**point, **_flatten({k: variant[k] for k in ("hp", "model") if k in variant}),
-                      **variant.get("data", {})}
-            data, hp, model = _split(values)
-            parts = [f"{k}={_format(v)}" for k, v in point.items()]
-            if "label" in variant:
-                parts.append(variant["label"])
-            label = ", ".join(parts) or raw.get("label", raw["name"])
-            methods = tuple(variant["methods"]) if "methods" in variant else None
-            settings.append(Setting(label, values, data, hp, model, methods))
+    for scenario, point, variant in itertools.product(scenarios, points, variants):
+        for kind, table, keys in (("scenario", scenario, {"label", "data", "hp", "model"}),
+                                  ("variant", variant, {"label", "data", "hp", "model", "methods"})):
+            unknown = set(table) - keys
+            check(not unknown, where, f"{kind} keys must be {', '.join(sorted(keys))}; got {sorted(unknown)}")
+        values = {**_flatten({k: scenario[k] for k in ("hp", "model") if k in scenario}), **scenario.get("data", {}),
+                  **point, **_flatten({k: variant[k] for k in ("hp", "model") if k in variant}),
+                  **variant.get("data", {})}
+        data, hp, model = _split(values)
+        parts = ([scenario["label"]] if "label" in scenario else []) + [f"{k}={_format(v)}" for k, v in point.items()]
+        label = ", ".join(parts + ([variant["label"]] if "label" in variant else [])) or raw.get("label", raw["name"])
+        methods = tuple(variant["methods"]) if "methods" in variant else None
+        settings.append(Setting(label, values, data, hp, model, methods, ", ".join(parts), variant.get("label", "")))
     labels = [s.label for s in settings]
     check(len(set(labels)) == len(labels), where, f"settings need distinct labels, got {labels}")
     return tuple(settings)

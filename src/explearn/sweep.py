@@ -45,12 +45,11 @@ class RunSpec:
     def create(cls, dataset: str, data_options: Mapping[str, Any], data_seed: int, method: str,
                hparams: Mapping[str, Any], model: str, model_options: Mapping[str, Any], seed: int, epochs: int,
                **train_options: Any) -> "RunSpec":
-        from explearn.datasets import DATASETS
+        from explearn.datasets import normalize_options
         from explearn.methods import METHODS
         from explearn.models import MODELS
 
-        data_cls = DATASETS.get(dataset)[1]
-        data = to_dict(from_dict(data_cls, data_options, f"dataset {dataset!r}"))
+        data = normalize_options(dataset, data_options)
         hp = to_dict(from_dict(METHODS.get(method).HParams, hparams, f"method {method!r}"))
         opts = to_dict(from_dict(MODELS.get(model)[1], model_options, f"model {model!r}"))
         return cls(dataset, data, data_seed, method, hp, model, opts, seed, epochs, **train_options)

@@ -1,18 +1,57 @@
-"""Benchmarks with explanation masks. Each dataset is a pure function of (size, data seed, options) -> Splits."""
+"""Benchmarks with explanation masks. Each dataset is a pure function of (size, data seed, options) -> Splits.
 
+Besides its own options, every dataset takes the mask options of ``masks.MaskOptions`` (``mask_transform``,
+``mask_param``): a registered transform of the training masks (other shapes, coarser, worse), for ablations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any, Mapping
+
+from explearn.config import from_dict, to_dict
+from explearn.errors import ConfigError
 from explearn.datasets.base import ExplanationDataset, Splits
+from explearn.datasets.masks import MASK_TRANSFORMS, MaskOptions, apply_to_training, transform_masks
 from explearn.datasets.triangles import TriangleOptions, triangles
 from explearn.registry import Registry
 
 #: name -> (builder(seed=..., **options) -> Splits, options dataclass)
 DATASETS: Registry = Registry("dataset")
 DATASETS.register("triangles")((triangles, TriangleOptions))
+MASK_KEYS = ("mask_transform", "mask_param")
+
+
+def split_options(name: str, options: Mapping[str, Any]) -> tuple[dict[str, Any], MaskOptions]:
+    """The dataset's own options and the mask options, each checked (unknown keys fail with suggestions)."""
+    known = [f.name for f in dataclasses.fields(DATASETS.get(name)[1])] + list(MASK_KEYS)
+    for key in options:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=2, cutoff=0.5)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            raise ConfigError(f"unknown setting {key!r}{hint} for dataset {name!r}; known settings: {', '.join(known)}")
+    own = {k: v for k, v in options.items() if k not in MASK_KEYS}
+    mask = from_dict(MaskOptions, {k: v for k, v in options.items() if k in MASK_KEYS}, f"dataset {name!r}")
+    return own, mask
+
+
+def normalize_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option of dataset ``name`` with its defaults filled in; the mask options only when they transform
+    the masks (so that runs on the true masks keep the identifiers they had before mask options existed)."""
+    own, mask = split_options(name, options)
+    out = to_dict(from_dict(DATASETS.get(name)[1], own, f"dataset {name!r}"))
+    if mask.mask_transform != "none":
+        out.update(to_dict(mask))
+    return out
 
 
 def load(name: str, seed: int = 0, **options) -> Splits:
-    """Build the registered dataset ``name`` with the data seed and options."""
+    """Build the registered dataset ``name`` with the data seed and options (its own and the mask options)."""
     builder, _ = DATASETS.get(name)
-    return builder(seed=seed, **options)
+    own, mask = split_options(name, options)
+    return apply_to_training(builder(seed=seed, **own), mask, seed)
 
 
-__all__ = ["DATASETS", "ExplanationDataset", "Splits", "TriangleOptions", "load", "triangles"]
+__all__ = ["DATASETS", "MASK_TRANSFORMS", "ExplanationDataset", "MaskOptions", "Splits", "TriangleOptions", "load",
+           "normalize_options", "transform_masks", "triangles"]

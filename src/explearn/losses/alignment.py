@@ -11,6 +11,7 @@ first, the prediction second. ``alignment_loss(pred, target)`` follows that conv
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -31,6 +32,9 @@ class Normalized(NamedTuple):
     values: torch.Tensor
     log_values: torch.Tensor | None
     is_distribution: bool
+    #: (H, W) of the feature map when each vector is one channel over the positions (axis 'spatial'), else None;
+    #: divergences with a ground metric (Wasserstein) place the K = H * W entries on this grid
+    grid: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class Divergence:
     fn: Callable[[Normalized, Normalized], torch.Tensor]
     needs_distribution: bool
     description: str
+    #: the axes the divergence is defined on (None: every axis)
+    axes: tuple[str, ...] | None = None
 
 
 AXES: Registry = Registry("feature axis")
@@ -134,14 +140,53 @@ def _l1dist(pred: Normalized, target: Normalized) -> torch.Tensor:
 
 
 def _cosine(pred: Normalized, target: Normalized) -> torch.Tensor:
-    return 1.0 - F.cosine_similarity(pred.values, target.values, dim=-1, eps=1e-12)
+    # half the squared distance of the unit vectors: 1 - cos for non-zero vectors, and 0 (not 1) for two zero
+    # vectors, which are equal
+    u = F.normalize(pred.values, dim=-1, eps=1e-12)
+    v = F.normalize(target.values, dim=-1, eps=1e-12)
+    return 0.5 * (u - v).pow(2).sum(-1)
+
+
+def _sliced_wasserstein(pred: Normalized, target: Normalized, projections: int = 16) -> torch.Tensor:
+    """Sliced Wasserstein-2 (squared) between distributions over the positions of the feature grid.
+
+    Ground metric: Euclidean distance between positions, the grid scaled so that its longer side spans [0, 1].
+    The positions are projected on ``projections`` directions evenly spaced in [0, pi) (a fixed quadrature of the
+    sliced integral, so training stays deterministic); on each direction the exact 1-D Wasserstein distance comes
+    from POT's ``ot.wasserstein_1d`` (differentiable in the weights), and the result is their mean.
+    """
+    import ot  # POT, Python Optimal Transport
+
+    if pred.grid is None:
+        raise ConfigError("alignment loss 'wasserstein' needs distributions over positions: use axis='spatial'")
+    h, w = pred.grid
+    a, b = pred.values, target.values  # (B, G, K)
+    batch, groups, k = a.shape
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    pos = torch.stack([ys, xs], -1).reshape(k, 2).to(a) / max(h - 1, w - 1, 1)
+    angles = torch.arange(projections, dtype=a.dtype, device=a.device) * (math.pi / projections)
+    proj = pos @ torch.stack([angles.cos(), angles.sin()])  # (K, P)
+    proj, order = proj.sort(0)  # the same positions for both sides: sort once, not in every 1-D problem
+    n = batch * groups
+
+    def columns(t: torch.Tensor) -> torch.Tensor:  # (K, n * P): one 1-D problem per column, positions sorted
+        spread = t.reshape(n, k).T[:, :, None].expand(k, n, projections)
+        return spread.gather(0, order[:, None, :].expand(k, n, projections)).reshape(k, n * projections)
+
+    values = proj[:, None, :].expand(k, n, projections).reshape(k, n * projections)
+    cost = ot.wasserstein_1d(values, values, columns(a), columns(b), p=2, require_sort=False)
+    return cost.reshape(batch, groups, projections).mean(-1)
 
 
 DIVERGENCES.register("kl")(Divergence(_kl, True, "KL(target || prediction); the paper's loss"))
 DIVERGENCES.register("js")(Divergence(_js, True, "Jensen-Shannon divergence (symmetric, bounded by log 2)"))
 DIVERGENCES.register("l2")(Divergence(_l2dist, False, "squared Euclidean distance"))
 DIVERGENCES.register("l1")(Divergence(_l1dist, False, "L1 distance"))
-DIVERGENCES.register("cosine")(Divergence(_cosine, False, "1 - cosine similarity"))
+DIVERGENCES.register("cosine")(Divergence(_cosine, False, "1 - cosine similarity (0 between two zero vectors)"))
+DIVERGENCES.register("wasserstein")(Divergence(
+    _sliced_wasserstein, True,
+    "sliced Wasserstein-2 over the feature grid (Euclidean ground metric, POT); needs axis 'spatial'", ("spatial",),
+))
 
 
 # --- the loss -----------------------------------------------------------------------------------------------------
@@ -152,7 +197,7 @@ class AlignmentLoss:
     """A feature misalignment loss: divergence(normalise(group(target)), normalise(group(pred))).
 
     Args:
-        loss: a registered divergence ("kl", "js", "l2", "l1", "cosine").
+        loss: a registered divergence ("kl", "js", "l2", "l1", "cosine", "wasserstein").
         normalization: a registered normalisation ("softmax", "l2", "minmax", "none").
         axis: how the feature map is grouped into vectors ("flat", "spatial", "channel").
 
@@ -174,6 +219,9 @@ class AlignmentLoss:
             check(probe.is_distribution, "alignment loss",
                   f"{self.loss!r} compares probability distributions, but normalisation {self.normalization!r} "
                   "does not produce them; use normalization='softmax' or a loss such as 'l2'")
+        if div.axes is not None:
+            check(self.axis in div.axes, "alignment loss",
+                  f"{self.loss!r} is defined on axis {' or '.join(map(repr, div.axes))}, not {self.axis!r}")
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Mean loss over samples and groups.
@@ -188,7 +236,11 @@ class AlignmentLoss:
     def per_sample(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of each sample, averaged over its groups. Shape: (B,)."""
         group, norm = AXES.get(self.axis), NORMALIZATIONS.get(self.normalization)
-        return DIVERGENCES.get(self.loss).fn(norm(group(pred)), norm(group(target))).mean(-1)
+        p, t = norm(group(pred)), norm(group(target))
+        if self.axis == "spatial":
+            grid = tuple(pred.shape[2:])
+            p, t = p._replace(grid=grid), t._replace(grid=grid)
+        return DIVERGENCES.get(self.loss).fn(p, t).mean(-1)
 
 
 def alignment_loss(pred: torch.Tensor, target: torch.Tensor, loss: str = "kl", normalization: str = "softmax",

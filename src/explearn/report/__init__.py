@@ -8,7 +8,8 @@ import pandas as pd
 
 from explearn.report.figures import FIGURES, draw
 from explearn.report.tables import render_summary
-from explearn.results import aggregate, agreement, agreement_differences, collect, paired_differences
+from explearn.results import (aggregate, agreement, agreement_differences, collect, paired_differences,
+                              reference_differences, reference_pairs)
 
 
 def render(report_dir: str | Path) -> Path:
@@ -26,6 +27,11 @@ def render(report_dir: str | Path) -> Path:
             stats_parts.append(aggregate(part, metrics))
             if spec.get("baseline"):
                 diff_parts.append(paired_differences(part, spec["baseline"], metrics))
+            if spec.get("reference"):
+                parts = spec["setting_parts"]
+                diff_parts.append(reference_differences(part, name, spec["reference"], parts, metrics))
+                diff_parts.append(agreement_differences(
+                    results, "", pairs=reference_pairs(runs, name, spec["reference"], parts)))
         for baseline in {spec.get("baseline") for spec in manifest["specs"].values()} - {None}:
             agree = agreement_differences(results, baseline)
             if not agree.empty:

@@ -59,24 +59,109 @@ def accuracy_vs_size(results: Results, stats: pd.DataFrame, experiment: str, spe
 
 @FIGURES.register("convergence")
 def convergence(results: Results, stats: pd.DataFrame, experiment: str, spec: Mapping[str, Any]):
-    """Test accuracy per epoch (mean over seeds, band of ± one std), one line per method and setting."""
-    curves = mean_curves(results.curves[results.curves["experiment"] == experiment] if not results.curves.empty
-                         else results.curves, "test", "acc")
+    """Accuracy per epoch (mean over seeds, band of ± one std), one line per method and setting; test accuracy
+    where the spec evaluated the test split every epoch, else validation accuracy. One panel per scenario / grid
+    point when the spec has variants."""
+    mine = results.curves[results.curves["experiment"] == experiment] if not results.curves.empty else results.curves
+    split = "test"
+    curves = mean_curves(mine, split, "acc")
     if curves.empty:
-        curves = mean_curves(results.curves[results.curves["experiment"] == experiment], "val", "acc")
+        split = "val"
+        curves = mean_curves(mine, split, "acc")
     if curves.empty:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
+    return _panels(curves, spec, f"{split} accuracy", spec.get("title", experiment))
+
+
+@FIGURES.register("gradients")
+def gradients(results: Results, stats: pd.DataFrame, experiment: str, spec: Mapping[str, Any]):
+    """Gradient norm of each stage per epoch (mean over an epoch's steps, then over seeds; log scale), to see
+    whether a loss makes them explode or vanish."""
+    mine = results.curves[results.curves["experiment"] == experiment] if not results.curves.empty else results.curves
+    rows = []
+    for log, stage in (("grad_norm_stage1", "stage 1 (label loss, all parameters)"),
+                       ("grad_norm_stage2", "stage 2 (misalignment loss, mapping layer)")):
+        curves = mean_curves(mine, "train", log)
+        if not curves.empty:
+            rows.append((stage, curves))
+    if not rows:
+        return None
+    points = _points(spec)
+    fig, axes = plt.subplots(len(rows), len(points), figsize=(5.5 * len(points), 3.6 * len(rows)), squeeze=False,
+                             layout="constrained")
+    for i, (stage, curves) in enumerate(rows):
+        for j, point in enumerate(points):
+            _lines(axes[i, j], curves, spec, point)
+            axes[i, j].set_yscale("log")
+            axes[i, j].set_ylabel("gradient norm")
+            axes[i, j].set_title(f"{point + ': ' if point else ''}{stage}", fontsize=9)
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    return fig
+
+
+@FIGURES.register("variants")
+def variants(results: Results, stats: pd.DataFrame, experiment: str, spec: Mapping[str, Any]):
+    """The first headline metric of every variant and method (mean and 95 % CI over seeds), one panel per
+    scenario / grid point; the reference variant's mean as a dashed line."""
+    metric = _headline(spec)
+    sel = stats[(stats["experiment"] == experiment) & (stats["metric"] == metric)]
+    if sel.empty:
+        return None
+    parts = spec.get("setting_parts", {})
+    points = _points(spec)
+    rows_per_panel = max(len(sel[sel["setting"].map(lambda s: parts.get(s, {}).get("point", "")) == p]) for p in points)
+    fig, axes = plt.subplots(1, len(points), figsize=(6.5 * len(points), 1.2 + 0.32 * rows_per_panel), squeeze=False,
+                             layout="constrained")
+    colors = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(sel["method"]))}
+    for ax, point in zip(axes[0], points):
+        part = sel[sel["setting"].map(lambda s: parts.get(s, {}).get("point", "")) == point]
+        labels = []
+        for i, (_, r) in enumerate(part.iterrows()):
+            variant = parts.get(r["setting"], {}).get("variant") or r["setting"]
+            low, high = np.nan_to_num(r["mean"] - r["ci_low"]), np.nan_to_num(r["ci_high"] - r["mean"])
+            ax.errorbar(r["mean"], i, xerr=[[low], [high]], fmt="o", color=colors[r["method"]], capsize=3)
+            labels.append(f"{variant} ({r['method']})")
+            if variant == spec.get("reference") and r["method"] != spec.get("baseline"):
+                ax.axvline(r["mean"], color=colors[r["method"]], linestyle="--", linewidth=0.8)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{metric} (mean, 95 % CI)")
+        ax.set_title(point or spec.get("title", experiment), fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def _points(spec: Mapping[str, Any]) -> list[str]:
+    """The scenario / grid parts of the spec's settings, in order ([""] without variants)."""
+    parts = spec.get("setting_parts") or {}
+    points = list(dict.fromkeys(p["point"] for p in parts.values()))
+    return points if parts and any(p["variant"] for p in parts.values()) else [""]
+
+
+def _lines(ax, curves: pd.DataFrame, spec: Mapping[str, Any], point: str) -> None:
+    parts = spec.get("setting_parts") or {}
     for (setting, method), group in curves.groupby(["setting", "method"], sort=False):
-        label = method if curves["setting"].nunique() == 1 else f"{method} ({setting})"
-        ax.plot(group["epoch"], group["mean"], label=label)
+        part = parts.get(setting, {"point": "", "variant": setting})
+        if point and part["point"] != point:
+            continue
+        name = part["variant"] if point else setting
+        label = method if curves["setting"].nunique() == 1 else f"{method} ({name})"
+        style = "--" if part.get("variant") and part["variant"] == spec.get("reference") else "-"
+        ax.plot(group["epoch"], group["mean"], style, marker=".", label=label)
         ax.fill_between(group["epoch"], group["mean"] - group["std"].fillna(0), group["mean"] + group["std"].fillna(0),
-                        alpha=0.15)
+                        alpha=0.12)
     ax.set_xlabel("epoch (0 = before training)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(spec.get("title", experiment))
-    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+
+
+def _panels(curves: pd.DataFrame, spec: Mapping[str, Any], ylabel: str, title: str):
+    points = _points(spec)
+    fig, axes = plt.subplots(1, len(points), figsize=(6 * len(points), 4), squeeze=False, layout="constrained")
+    for ax, point in zip(axes[0], points):
+        _lines(ax, curves, spec, point)
+        ax.set_ylabel(ylabel)
+        ax.set_title(point or title, fontsize=9)
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1) if len(points) > 1 else None)
     return fig
 
 

@@ -85,7 +85,7 @@ def claims_section(manifest: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.D
                     pdiff = value - numbers[baseline]
                     paper_diff = fmt_signed(pdiff)
                     d = diffs[(diffs["experiment"] == name) & (diffs["setting"] == setting) & (diffs["method"] == method)
-                              & (diffs["metric"] == metric)] if not diffs.empty else diffs
+                              & (diffs["metric"] == metric) & (diffs["baseline"] == baseline)] if not diffs.empty else diffs
                     if not d.empty:
                         r = d.iloc[0]
                         our_diff = f"{fmt_signed(r['mean'])} [{fmt_signed(r['ci_low'])}, {fmt_signed(r['ci_high'])}]"
@@ -126,6 +126,8 @@ def experiment_section(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, 
     if has_paper:
         header.append(f"paper ({headline[0]})")
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    reference = spec.get("reference")
+    parts = spec.get("setting_parts", {})
     for setting in spec["settings"]:
         for method in spec["methods"]:
             row_stats = stats[(stats["setting"] == setting) & (stats["method"] == method)]
@@ -137,11 +139,16 @@ def experiment_section(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, 
                 cells.append(cell(hit.iloc[0]) if not hit.empty else "")
             if has_paper:
                 cells.append(fmt(paper.get(setting, {}).get(method)))
-            lines.append(f"| {setting} | {method} | " + " | ".join(cells) + " |")
+            shown = f"**{setting}** (reference)" if reference and parts.get(setting, {}).get("variant") == reference \
+                else setting
+            lines.append(f"| {shown} | {method} | " + " | ".join(cells) + " |")
     lines.append("")
+    if reference:
+        lines.append(reference_table(name, spec, diffs))
 
     baseline = spec.get("baseline")
-    d = diffs[(diffs["experiment"] == name) & (diffs["metric"] == headline[0])] if not diffs.empty else diffs
+    d = diffs[(diffs["experiment"] == name) & (diffs["metric"] == headline[0])
+              & (diffs["baseline"] == baseline)] if not diffs.empty else diffs
     if baseline and not d.empty:
         lines += [f"Paired difference to `{baseline}` in {headline[0]} (same run seeds, so the same initialisation,"
                   " data order and, where the data seed follows the run seed, the same data):", ""]
@@ -171,11 +178,39 @@ def experiment_section(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, 
     return "\n".join(lines)
 
 
+def reference_table(name: str, spec: Mapping[str, Any], diffs: pd.DataFrame) -> str:
+    """Every variant minus the reference variant (same method, scenario and seed), in every headline metric."""
+    headline = [spec["headline"]] if isinstance(spec["headline"], str) else list(spec["headline"])
+    label = f"{spec['reference']} (reference)"
+    d = diffs[(diffs["experiment"] == name) & (diffs["baseline"] == label)] if not diffs.empty else diffs
+    if d.empty:
+        return ""
+    lines = [f"Difference to the reference variant `{spec['reference']}` (the paper's setting), same method, "
+             "scenario and run seeds; mean [95 % CI] (agreement: bootstrap over seeds). A verdict needs the "
+             "interval to exclude 0.", "",
+             "| setting | method | " + " | ".join(headline) + " |", "|" + "---|" * (len(headline) + 2)]
+    for (setting, method), group in d.groupby(["setting", "method"], sort=False):
+        cells = []
+        for metric in headline:
+            hit = group[group["metric"] == metric]
+            if hit.empty:
+                cells.append("")
+                continue
+            r = hit.iloc[0]
+            mark = {"gain": " ↑", "loss": " ↓"}.get(verdict(r), "")
+            cells.append(f"{fmt_signed(r['mean'])} [{fmt_signed(r['ci_low'])}, {fmt_signed(r['ci_high'])}]{mark}")
+        lines.append(f"| {setting} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + ["", "↑ / ↓: the interval lies above / below 0.", ""])
+
+
 def render_summary(manifest: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.DataFrame, search: pd.DataFrame,
                    missing: int, figures: list[str]) -> str:
     """The whole ``summary.md``."""
     timing = manifest.get("timing") or {}
-    lines = ["# Reproduction report", "",
+    specs = manifest["specs"]
+    apart = len(specs) == 1 and next(iter(specs.values())).get("report") == "apart"
+    title = f"Study report: {next(iter(specs))}" if apart else "Reproduction report"
+    lines = [f"# {title}", "",
              f"Preset `{manifest['preset']}`, specs from `{manifest['collection']}`. "
              f"Re-render with `explearn report DIR`; every number below comes from the runs stored in `runs/`.", ""]
     if timing:
