@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: run reproduce-full test test-slow bench clean
+.PHONY: run reproduce-full ablations test test-slow bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ run: $(STAMP)
 
 reproduce-full: $(STAMP)
 	$(BIN)/explearn reproduce paper --preset full --out reports/paper-full
+
+ablations: $(STAMP)
+	$(BIN)/explearn reproduce ablations --preset quick --out reports/ablations
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -94,3 +94,25 @@ def test_a_reference_that_is_not_a_variant_is_an_error(tmp_path):
     spec.write_text('methods = ["two_stage"]\n[[scenarios]]\nlabel = "a"\ndat = { n_train = 10 }\n')
     with pytest.raises(ConfigError, match="scenario keys must be data, hp, label, model"):
         load_spec(spec)
+
+
+def test_a_newly_registered_loss_normalisation_or_mask_transform_joins_its_study(monkeypatch):
+    from explearn.datasets.masks import MASK_TRANSFORMS, MaskTransform
+    from explearn.losses.alignment import DIVERGENCES, NORMALIZATIONS, Divergence, Normalized
+
+    monkeypatch.setitem(DIVERGENCES._items, "hellinger", Divergence(
+        lambda p, t: ((p.values.sqrt() - t.values.sqrt()) ** 2).sum(-1) / 2, True, "squared Hellinger"))
+    monkeypatch.setitem(NORMALIZATIONS._items, "abs", lambda v: Normalized(v.abs(), None, False))
+    monkeypatch.setitem(MASK_TRANSFORMS._items, "upper_half",
+                        MaskTransform(lambda m, p, rng: m.clone(), 0.0, "unused", "test"))
+    folder = experiments_dir("ablations")
+    for study, name, expected in (("loss", "hellinger", {"loss": "hellinger", "normalization": "softmax"}),
+                                  ("normalization", "abs", {"normalization": "abs", "loss": "l2"}),
+                                  ("masks", "upper_half", {"mask_transform": "upper_half"})):
+        spec = load_spec(folder / f"{study}.toml", "quick")
+        added = [s for s in spec.settings if s.variant == name]
+        assert [s.point for s in added] == ["small data", "spurious"], study
+        assert {**added[0].hparams, **added[0].data}.items() >= expected.items()
+        assert added[0].methods == ("two_stage",)
+    # the registered ones the study already names are not added twice
+    assert not [s for s in load_spec(folder / "loss.toml", "quick").settings if s.variant in ("kl", "js", "l2")]

@@ -37,6 +37,9 @@ SPEC_KEYS = {
     "scenarios": "list of named base settings (label, data / hp / model tables), each combined with every grid "
                  "point and variant (e.g. the small-data and the spurious setting of an ablation study)",
     "variants": "list of settings, each with a label and data / hp / model tables and optionally methods",
+    "registered": "'losses', 'normalizations' or 'masks': every registered alignment loss / normalisation / mask "
+                  "transform that no variant uses joins as a variant of its own (so a newly registered one is "
+                  "picked up by the study)",
     "reference": "label of the variant every other variant is compared with (paired by seed, per scenario and "
                  "grid point); the paper's own setting in an ablation study",
     "report": "'together': one report for the whole collection; 'apart': OUT/<spec name>/ per spec (runs shared)",
@@ -239,13 +242,57 @@ def _format(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def registered_variants(kind: str, variants: list[Mapping[str, Any]], where: str) -> list[dict[str, Any]]:
+    """A two-stage variant for every registered loss, normalisation or mask transform that none of ``variants``
+    uses (the defaults, the paper's choices, count as used).
+
+    A loss gets the softmax if it compares distributions (else no normalisation) and the first axis it allows; a
+    normalisation gets KL where it yields distributions (else L2); a mask transform its default parameter.
+    """
+    from explearn.datasets.masks import MASK_TRANSFORMS
+    from explearn.losses.alignment import DIVERGENCES, NORMALIZATIONS
+
+    kinds = {"losses": ("hp", "loss", "kl", DIVERGENCES), "normalizations": ("hp", "normalization", "softmax", NORMALIZATIONS),
+             "masks": ("data", "mask_transform", "none", MASK_TRANSFORMS)}
+    check(kind in kinds, where, f"registered must be one of {', '.join(kinds)}, got {kind!r}")
+    table, key, default, registry = kinds[kind]
+    used = {default} | {v.get(table, {}).get(key) for v in variants}
+    labels = {v.get("label") for v in variants}
+    out = []
+    for name in registry:
+        if name in used or name in labels:
+            continue
+        if kind == "losses":
+            div = registry.get(name)
+            hp = {"loss": name, "normalization": "softmax" if div.needs_distribution else "none"}
+            if div.axes is not None and "flat" not in div.axes:
+                hp["axis"] = div.axes[0]
+            out.append({"label": name, "hp": hp, "methods": ["two_stage"]})
+        elif kind == "normalizations":
+            probe = registry.get(name)(_probe())
+            out.append({"label": name, "hp": {"normalization": name, "loss": "kl" if probe.is_distribution else "l2"},
+                        "methods": ["two_stage"]})
+        else:
+            out.append({"label": name, "data": {"mask_transform": name}, "methods": ["two_stage"]})
+    return out
+
+
+def _probe():
+    import torch
+
+    return torch.zeros(1, 1, 2)
+
+
 def _settings(raw: Mapping[str, Any], where: str) -> tuple[Setting, ...]:
     grid = _flatten(raw.get("grid", {}))
     for key, values in grid.items():
         check(isinstance(values, list) and values, where, f"grid entry {key!r} must be a non-empty list")
     points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] if grid else [{}]
     scenarios = raw.get("scenarios") or [{}]
-    variants = raw.get("variants") or [{}]
+    variants = list(raw.get("variants") or [])
+    if raw.get("registered"):
+        variants += registered_variants(raw["registered"], variants, where)
+    variants = variants or [{}]
     settings = []
     for scenario, point, variant in itertools.product(scenarios, points, variants):
         for kind, table, keys in (("scenario", scenario, {"label", "data", "hp", "model"}),

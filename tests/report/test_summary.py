@@ -35,3 +35,13 @@ def inputs():
 def test_summary_matches_the_stored_expected_output():
     text = render_summary(*inputs(), missing=1, figures=["small_accuracy_vs_size.png"])
     assert text == EXPECTED.read_text()
+
+
+def test_verdicts_know_which_way_is_better():
+    from explearn.report.tables import verdict
+
+    faster = {"metric": "epochs_to_95", "mean": -3.0, "ci_low": -5.0, "ci_high": -1.0}
+    slower = {"metric": "epochs_to_95", "mean": 4.4, "ci_low": 1.2, "ci_high": 7.6}
+    assert verdict(faster) == "gain" and verdict(slower) == "loss"
+    assert verdict({"metric": "test/acc", "mean": 0.04, "ci_low": 0.002, "ci_high": 0.076}) == "gain"
+    assert verdict({"metric": "test/acc", "mean": 0.0, "ci_low": -0.01, "ci_high": 0.01}) == "no clear difference"

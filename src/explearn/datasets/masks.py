@@ -61,6 +61,8 @@ class MaskOptions:
         if self.mask_param is not None:
             check(math.isfinite(self.mask_param), "data option mask_param",
                   f"must be a finite number, got {self.mask_param}")
+        # a bad parameter fails now, when a spec is read, not in the middle of a sweep
+        transform_masks(torch.ones(1, 1, 4, 4), self.mask_transform, self.param())
 
     def param(self) -> float:
         return MASK_TRANSFORMS.get(self.mask_transform).default if self.mask_param is None else self.mask_param

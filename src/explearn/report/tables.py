@@ -33,14 +33,20 @@ def cell(row: Mapping[str, Any]) -> str:
     return text
 
 
+#: metrics for which a smaller value is better (a positive difference is a loss)
+LOWER_IS_BETTER = {"epochs_to_95"}
+
+
 def verdict(diff: Mapping[str, Any]) -> str:
-    """'gain' if the paired 95 % CI lies above 0, 'loss' if below, else 'no clear difference'."""
+    """'gain' if the paired 95 % CI lies on the better side of 0 (above, or below for a metric where lower is
+    better, e.g. epochs to converge), 'loss' if on the worse side, else 'no clear difference'."""
     if math.isnan(diff["ci_low"]):
         return "too few seeds"
+    better = -1 if diff.get("metric") in LOWER_IS_BETTER else 1
     if diff["ci_low"] > 0:
-        return "gain"
+        return "gain" if better > 0 else "loss"
     if diff["ci_high"] < 0:
-        return "loss"
+        return "loss" if better > 0 else "gain"
     return "no clear difference"
 
 
@@ -197,7 +203,7 @@ def reference_table(name: str, spec: Mapping[str, Any], diffs: pd.DataFrame) -> 
                 cells.append("")
                 continue
             r = hit.iloc[0]
-            mark = {"gain": " ↑", "loss": " ↓"}.get(verdict(r), "")
+            mark = " ↑" if r["ci_low"] > 0 else " ↓" if r["ci_high"] < 0 else ""
             cells.append(f"{fmt_signed(r['mean'])} [{fmt_signed(r['ci_low'])}, {fmt_signed(r['ci_high'])}]{mark}")
         lines.append(f"| {setting} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines + ["", "↑ / ↓: the interval lies above / below 0.", ""])
