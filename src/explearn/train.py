@@ -130,8 +130,9 @@ def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Ma
                       attributions)
     method_cls = METHODS.get(cfg.method)
     hp = from_dict(method_cls.HParams, cfg.hparams, f"method {cfg.method!r}")
-    if method_cls.uses_masks and not bool(data.train.has_mask.any()):
-        raise ConfigError(f"method {cfg.method!r} needs explanation masks, but no training sample has one")
+    if method_cls.uses_masks and not bool((data.train.has_mask | data.train.has_wrong_mask).any()):
+        raise ConfigError(f"method {cfg.method!r} needs explanation masks (right- or wrong-reason), but no training "
+                          "sample has one")
     dev = _device(cfg.device)
 
     torch.manual_seed(cfg.seed)
@@ -224,7 +225,8 @@ def _run_epoch(algo: Method, train: ExplanationDataset, batch_size: int, order: 
     counts: dict[str, int] = {}
     for start in range(0, len(train), batch_size):
         idx = perm[start:start + batch_size]
-        logs = algo.update(Batch(train.x[idx], train.y[idx], train.mask[idx], train.has_mask[idx]))
+        logs = algo.update(Batch(train.x[idx], train.y[idx], train.mask[idx], train.has_mask[idx],
+                                 train.wrong_mask[idx], train.has_wrong_mask[idx]))
         for key, value in logs.items():
             sums[key] = sums.get(key, 0.0) + value
             counts[key] = counts.get(key, 0) + 1

@@ -42,6 +42,12 @@ def test_no_mask_means_no_sample_has_one():
     ({"has_mask": torch.ones(3, dtype=torch.bool)}, r"has_mask must have shape \(4,\)"),
     ({"has_mask": torch.ones(4)}, "has_mask must be bool"),
     ({"class_names": ("a",)}, "1 class names given for 2 classes"),
+    ({"wrong_mask": torch.full((4, 1, 8, 8), -0.5)}, r"wrong_mask values must lie in \[0, 1\]"),
+    ({"wrong_mask": torch.ones(4, 1, 7, 8)}, r"wrong_mask must have shape \(4, 1, 8, 8\)"),
+    ({"wrong_mask": None, "has_wrong_mask": torch.ones(4, dtype=torch.bool)},
+     "has_wrong_mask marks samples with masks but wrong_mask is None"),
+    ({"wrong_mask": torch.ones(4, 1, 8, 8), "has_wrong_mask": torch.ones(2, dtype=torch.bool)},
+     r"has_wrong_mask must have shape \(4,\)"),
     ({"x": torch.rand(0, 1, 8, 8), "y": torch.zeros(0, dtype=torch.long)}, "empty"),
 ])
 def test_bad_input_says_what_is_wrong(overrides, message):
@@ -59,3 +65,14 @@ def test_splits_reject_mismatched_shapes():
     a, b = make(), make(x=torch.rand(4, 1, 6, 6), mask=None)
     with pytest.raises(DataError, match="split 'val' has images of shape"):
         Splits(a, b, a)
+
+
+def test_wrong_reason_masks_are_optional_and_carried_along():
+    ds = make()
+    assert not ds.has_wrong_mask.any() and ds.wrong_mask.shape == (4, 1, 8, 8)
+    wrong = torch.zeros(4, 1, 8, 8)
+    wrong[:, :, :2, :2] = 1
+    ds = make(mask=None, wrong_mask=wrong, has_wrong_mask=torch.tensor([True, True, False, True]))
+    sub = ds.subset([2, 3])
+    assert sub.has_wrong_mask.tolist() == [False, True] and torch.equal(sub.wrong_mask, wrong[2:])
+    assert torch.equal(ds.to("cpu", channels_last=True).wrong_mask, wrong)

@@ -152,3 +152,40 @@ def test_joint_adds_weighted_alignment(tiny):
     weighted = build("joint", tiny, lam=5.0)
     weighted.update(batch_of(tiny))
     assert any(not torch.allclose(v, weighted.model.state_dict()[k]) for k, v in std.model.state_dict().items())
+
+
+def test_methods_take_the_mask_kind_they_need_and_convert_the_other():
+    from explearn.methods.base import Batch, right_reasons, wrong_reasons
+
+    right = torch.zeros(3, 1, 4, 4)
+    right[:, :, 1:3, 1:3] = 1
+    wrong = torch.zeros(3, 1, 4, 4)
+    wrong[:, :, 0, 0] = 1
+    x, y = torch.rand(3, 1, 4, 4), torch.tensor([0, 1, 0])
+    # sample 0: both kinds; sample 1: only a right-reason mask; sample 2: only a wrong-reason mask
+    batch = Batch(x, y, right, torch.tensor([True, True, False]), wrong, torch.tensor([True, False, True]))
+    r, has_r = right_reasons(batch)
+    assert has_r.tolist() == [True, True, True]
+    assert torch.equal(r[:2], right[:2]) and torch.equal(r[2], 1 - wrong[2])  # converted only where missing
+    w, has_w = wrong_reasons(batch)
+    assert has_w.tolist() == [True, True, True]
+    assert torch.equal(w[0], wrong[0]) and torch.equal(w[1], 1 - right[1]) and torch.equal(w[2], wrong[2])
+    # without wrong-reason masks the wrong reasons are everything but the reason (RRR's original reading)
+    plain = Batch(x, y, right, torch.tensor([True, False, True]))
+    w, has_w = wrong_reasons(plain)
+    assert torch.equal(w, 1 - right) and has_w.tolist() == [True, False, True]
+
+
+def test_mask_methods_train_on_wrong_reason_masks_alone(tiny):
+    from explearn import ExplanationDataset, Splits, train
+
+    train_split = tiny.train
+    only_wrong = ExplanationDataset(train_split.x, train_split.y, None, None, 2, None, "wrong-only",
+                                    1 - train_split.mask, torch.ones(len(train_split), dtype=torch.bool))
+    data = Splits(only_wrong, tiny.val, tiny.test)
+    for method in ("two_stage", "joint", "rrr"):
+        result = train(data, method, seed=0, epochs=1, quiet=True)
+        assert 0.0 <= result.metrics["test/acc"] <= 1.0
+        logs = result.history
+        assert any(r["split"] == "train" and r["metric"] in ("align_loss", "rrr_penalty") and r["value"] > 0
+                   for r in logs), method

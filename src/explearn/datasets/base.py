@@ -19,18 +19,23 @@ class ExplanationDataset:
     values in between are soft masks. Samples whose ``has_mask`` is False have no explanation: methods skip their
     explanation terms, and the content of their ``mask`` row is ignored.
 
+    A dataset may also, or instead, carry **wrong-reason** masks (1 on a confounder the model must not use, such as
+    the decoy patch of Decoy-MNIST) in ``wrong_mask`` / ``has_wrong_mask``. Methods take the kind they need and
+    convert the other by its complement where only that one exists (``methods.base.reasons``).
+
     Args:
         x: images, float32 or float64.
         y: integer class labels in ``[0, n_classes)``.
         mask: explanation masks in [0, 1], bool or float; one channel (shared by all image channels) or one per
             image channel. ``None`` means no sample has a mask.
         has_mask: which samples have a mask; default: all of them when ``mask`` is given, none otherwise.
+        wrong_mask, has_wrong_mask: wrong-reason masks, the same rules as ``mask`` / ``has_mask``.
         n_classes: number of classes; default ``max(y) + 1``.
         class_names: optional names, one per class.
         name: what this dataset is, for messages ("triangles/train").
 
     Shape:
-        x: (N, C, H, W); y: (N,); mask: (N, 1, H, W) or (N, C, H, W); has_mask: (N,).
+        x: (N, C, H, W); y: (N,); mask, wrong_mask: (N, 1, H, W) or (N, C, H, W); has_mask, has_wrong_mask: (N,).
 
     Raises:
         DataError: with the dataset name and the offending field, on any wrong shape, dtype, range or NaN.
@@ -43,6 +48,8 @@ class ExplanationDataset:
     n_classes: int | None = None
     class_names: tuple[str, ...] | None = None
     name: str = "dataset"
+    wrong_mask: torch.Tensor | None = None
+    has_wrong_mask: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: normalise fields once, here
@@ -76,37 +83,8 @@ class ExplanationDataset:
                 f"({len(bad)} labels out of range)"
             )
 
-        if self.mask is None:
-            mask = torch.zeros(n, 1, h, w, dtype=x.dtype)
-            if self.has_mask is not None and bool(torch.as_tensor(self.has_mask).any()):
-                raise DataError(f"{self.name}: has_mask marks samples with masks but mask is None")
-            has_mask = torch.zeros(n, dtype=torch.bool)
-        else:
-            mask = _as_tensor(self.mask, "mask", self.name)
-            if mask.dtype == torch.bool:
-                mask = mask.to(x.dtype)
-            if not mask.is_floating_point():
-                raise DataError(f"{self.name}: mask must be bool or float with values in [0, 1], got {mask.dtype}")
-            if mask.dim() != 4 or mask.shape[0] != n or mask.shape[2:] != (h, w) or mask.shape[1] not in (1, c):
-                raise DataError(
-                    f"{self.name}: mask must have shape ({n}, 1, {h}, {w}) or ({n}, {c}, {h}, {w}) "
-                    f"to match x, got {tuple(mask.shape)}"
-                )
-            _check_finite(mask, "mask", self.name)
-            lo, hi = float(mask.min()), float(mask.max())
-            if lo < 0 or hi > 1:
-                i = int(((mask < 0) | (mask > 1)).flatten(1).any(1).nonzero()[0])
-                raise DataError(
-                    f"{self.name}: mask values must lie in [0, 1], found range [{lo:g}, {hi:g}] "
-                    f"(first offending sample: {i})"
-                )
-            mask = mask.to(x.dtype)
-            has_mask = torch.ones(n, dtype=torch.bool) if self.has_mask is None else self.has_mask
-            has_mask = _as_tensor(has_mask, "has_mask", self.name)
-            if has_mask.shape != (n,):
-                raise DataError(f"{self.name}: has_mask must have shape ({n},), got {tuple(has_mask.shape)}")
-            if has_mask.dtype != torch.bool:
-                raise DataError(f"{self.name}: has_mask must be bool, got {has_mask.dtype}")
+        mask, has_mask = _masks(self.mask, self.has_mask, x, "mask", self.name)
+        wrong_mask, has_wrong_mask = _masks(self.wrong_mask, self.has_wrong_mask, x, "wrong_mask", self.name)
 
         if self.class_names is not None and len(self.class_names) != n_classes:
             raise DataError(
@@ -116,6 +94,8 @@ class ExplanationDataset:
         set_(self, "y", y)
         set_(self, "mask", mask)
         set_(self, "has_mask", has_mask)
+        set_(self, "wrong_mask", wrong_mask)
+        set_(self, "has_wrong_mask", has_wrong_mask)
         set_(self, "n_classes", n_classes)
         if self.class_names is not None:
             set_(self, "class_names", tuple(str(s) for s in self.class_names))
@@ -136,16 +116,17 @@ class ExplanationDataset:
         index = torch.as_tensor(index, dtype=torch.long)
         return ExplanationDataset(
             self.x[index], self.y[index], self.mask[index], self.has_mask[index],
-            self.n_classes, self.class_names, name or self.name,
+            self.n_classes, self.class_names, name or self.name, self.wrong_mask[index], self.has_wrong_mask[index],
         )
 
     def to(self, device: torch.device | str, channels_last: bool = False) -> "ExplanationDataset":
         """A copy on ``device``, optionally with images and masks in channels-last memory layout (same values;
         much faster convolutions on CPU). Validation is repeated, which is cheap next to training."""
         layout = torch.channels_last if channels_last else torch.contiguous_format
-        x, mask = (t.to(device).contiguous(memory_format=layout) for t in (self.x, self.mask))
+        x, mask, wrong = (t.to(device).contiguous(memory_format=layout) for t in (self.x, self.mask, self.wrong_mask))
         return ExplanationDataset(
             x, self.y.to(device), mask, self.has_mask.to(device), self.n_classes, self.class_names, self.name,
+            wrong, self.has_wrong_mask.to(device),
         )
 
 
@@ -182,6 +163,41 @@ class Splits:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return self.train.input_shape
+
+
+def _masks(mask: Any, has: Any, x: torch.Tensor, field_name: str, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate one kind of mask and its ``has_*`` flags against the images; None becomes zeros, no sample."""
+    n, c, h, w = x.shape
+    flags = f"has_{field_name}" if field_name == "wrong_mask" else "has_mask"
+    if mask is None:
+        if has is not None and bool(torch.as_tensor(has).any()):
+            raise DataError(f"{name}: {flags} marks samples with masks but {field_name} is None")
+        return torch.zeros(n, 1, h, w, dtype=x.dtype), torch.zeros(n, dtype=torch.bool)
+    mask = _as_tensor(mask, field_name, name)
+    if mask.dtype == torch.bool:
+        mask = mask.to(x.dtype)
+    if not mask.is_floating_point():
+        raise DataError(f"{name}: {field_name} must be bool or float with values in [0, 1], got {mask.dtype}")
+    if mask.dim() != 4 or mask.shape[0] != n or mask.shape[2:] != (h, w) or mask.shape[1] not in (1, c):
+        raise DataError(
+            f"{name}: {field_name} must have shape ({n}, 1, {h}, {w}) or ({n}, {c}, {h}, {w}) "
+            f"to match x, got {tuple(mask.shape)}"
+        )
+    _check_finite(mask, field_name, name)
+    lo, hi = float(mask.min()), float(mask.max())
+    if lo < 0 or hi > 1:
+        i = int(((mask < 0) | (mask > 1)).flatten(1).any(1).nonzero()[0])
+        raise DataError(
+            f"{name}: {field_name} values must lie in [0, 1], found range [{lo:g}, {hi:g}] "
+            f"(first offending sample: {i})"
+        )
+    mask = mask.to(x.dtype)
+    has = torch.ones(n, dtype=torch.bool) if has is None else _as_tensor(has, flags, name)
+    if has.shape != (n,):
+        raise DataError(f"{name}: {flags} must have shape ({n},), got {tuple(has.shape)}")
+    if has.dtype != torch.bool:
+        raise DataError(f"{name}: {flags} must be bool, got {has.dtype}")
+    return mask, has
 
 
 def _as_tensor(value: Any, field_name: str, name: str) -> torch.Tensor:

@@ -22,12 +22,38 @@ METHODS: Registry = Registry("method")
 
 @dataclass(frozen=True)
 class Batch:
-    """One minibatch. Shape: x (B, C, H, W), y (B,), mask (B, 1 or C, H, W), has_mask (B,)."""
+    """One minibatch. Shape: x (B, C, H, W), y (B,), mask and wrong_mask (B, 1 or C, H, W), has_mask and
+    has_wrong_mask (B,). ``mask`` holds right reasons, ``wrong_mask`` wrong reasons (None: no sample has one);
+    methods read them through ``right_reasons`` / ``wrong_reasons``."""
 
     x: torch.Tensor
     y: torch.Tensor
     mask: torch.Tensor
     has_mask: torch.Tensor
+    wrong_mask: torch.Tensor | None = None
+    has_wrong_mask: torch.Tensor | None = None
+
+
+def right_reasons(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-reason masks and which samples have one: the right-reason mask where given, else the complement of
+    the wrong-reason mask (everything but the confounder). Shape: (B, 1|C, H, W), (B,)."""
+    return _reasons(batch.mask, batch.has_mask, batch.wrong_mask, batch.has_wrong_mask)
+
+
+def wrong_reasons(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wrong-reason masks and which samples have one: the wrong-reason mask where given, else the complement of
+    the right-reason mask (everything but the reason). Shape: (B, 1|C, H, W), (B,)."""
+    if batch.wrong_mask is None:
+        return 1.0 - batch.mask, batch.has_mask
+    return _reasons(batch.wrong_mask, batch.has_wrong_mask, batch.mask, batch.has_mask)
+
+
+def _reasons(own: torch.Tensor, has_own: torch.Tensor, other: torch.Tensor | None,
+             has_other: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    if other is None or has_other is None or not bool((has_other & ~has_own).any()):
+        return own, has_own
+    convert = (has_other & ~has_own)[:, None, None, None]
+    return torch.where(convert, 1.0 - other, own), has_own | has_other
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from explearn.config import check, setting
-from explearn.methods.base import METHODS, Batch, Method, masked_input, step
+from explearn.methods.base import METHODS, Batch, Method, masked_input, right_reasons, step
 from explearn.methods.two_stage import AlignmentHParams
 from explearn.models.base import eval_mode, run_parts
 
@@ -43,10 +43,10 @@ class Joint(Method):
         out = run_parts(self.model, batch.x)
         ce = F.cross_entropy(out.logits, batch.y)
         loss, logs = ce, {"ce": ce.item()}
-        keep = batch.has_mask
+        right, keep = right_reasons(batch)
         if bool(keep.any()):
             with torch.no_grad(), eval_mode(self.model):
-                target = self.model.features(masked_input(batch.x[keep], batch.mask[keep], self.hparams.fill))
+                target = self.model.features(masked_input(batch.x[keep], right[keep], self.hparams.fill))
             align = self.align(out.mapped[keep], target)
             loss = ce + self.hparams.lam * align
             logs["align_loss"] = align.item()

@@ -11,7 +11,7 @@ from torch import nn
 
 from explearn.config import check, setting
 from explearn.explain.gradients import input_gradients
-from explearn.methods.base import METHODS, Batch, Method, OptimHParams, step
+from explearn.methods.base import METHODS, Batch, Method, OptimHParams, step, wrong_reasons
 from explearn.models.base import logits
 
 
@@ -41,7 +41,8 @@ def rrr_penalty(model: nn.Module, x: torch.Tensor, wrong: torch.Tensor) -> torch
 
 @METHODS.register("rrr")
 class RRR(Method):
-    """CE + lam * mean over samples with a mask of sum((1 - e) * d/dx sum_k log p_k)^2 (Ross et al. 2017)."""
+    """CE + lam * mean over samples with a mask of sum(W * d/dx sum_k log p_k)^2 (Ross et al. 2017), W the
+    wrong-reason mask (the complement of the right-reason mask e where only e is given)."""
 
     HParams = RRRHParams
     uses_masks = True
@@ -53,8 +54,9 @@ class RRR(Method):
 
     def update(self, batch: Batch) -> dict[str, float]:
         ce = F.cross_entropy(logits(self.model, batch.x), batch.y)
-        penalty = rrr_penalty(self.model, batch.x, 1.0 - batch.mask)
-        penalty = (penalty * batch.has_mask).sum() / batch.x.shape[0]  # samples without a mask: no penalty
+        wrong, has = wrong_reasons(batch)
+        penalty = rrr_penalty(self.model, batch.x, wrong)
+        penalty = (penalty * has).sum() / batch.x.shape[0]  # samples without a mask: no penalty
         loss = ce + self.hparams.lam * penalty
         norm = step(self.optimizer, loss, self.params)
         return {"ce": ce.item(), "rrr_penalty": penalty.item(), "grad_norm": norm}

@@ -17,7 +17,8 @@ from torch import nn
 
 from explearn.config import check, setting
 from explearn.losses.alignment import AlignmentLoss
-from explearn.methods.base import METHODS, Batch, Method, OptimHParams, cross_entropy, masked_input, step
+from explearn.methods.base import (METHODS, Batch, Method, OptimHParams, cross_entropy, masked_input, right_reasons,
+                                   step)
 from explearn.models.base import eval_mode, parameters_of
 from explearn.models.mapping import IdentityMapping
 
@@ -131,10 +132,10 @@ class TwoStage(Method):
 
     def stage_two(self, batch: Batch) -> dict[str, float]:
         """One misalignment step on the samples of ``batch`` that have a mask; skipped if none has."""
-        if self.stage_two_optimizer is None or not bool(batch.has_mask.any()):
+        right, keep = right_reasons(batch)
+        if self.stage_two_optimizer is None or not bool(keep.any()):
             return {}
-        keep = batch.has_mask
-        x, mask = batch.x[keep], batch.mask[keep]
+        x, mask = batch.x[keep], right[keep]
         with torch.no_grad(), eval_mode(self.model):  # the target: features of the reasons alone, no BN updates
             target = self.model.features(masked_input(x, mask, self.hparams.fill))
         loss = self.align(self.stage_two_prediction(x), target)
