@@ -185,6 +185,8 @@ def _paired(ev: pd.DataFrame, pairs: list[Pair], metrics: list[str]) -> pd.DataF
                 continue
             diffs = [float(other.at[s, metric] - base.at[s, metric]) for s in common]
             diffs = [d for d in diffs if not math.isnan(d)]
+            if not diffs:  # the metric does not exist for this method (e.g. stage-2 gradients of standard)
+                continue
             lo, hi = ci95(diffs)
             rows.append({"experiment": experiment, "setting": setting, "method": method, "baseline": label,
                          "metric": metric, "n": len(diffs), "mean": _mean(diffs), "ci_low": lo, "ci_high": hi})

@@ -203,6 +203,9 @@ def reference_table(name: str, spec: Mapping[str, Any], diffs: pd.DataFrame) -> 
                 cells.append("")
                 continue
             r = hit.iloc[0]
+            if math.isnan(r["mean"]):  # e.g. a stage-2 gradient norm of label-only training
+                cells.append("")
+                continue
             mark = " ↑" if r["ci_low"] > 0 else " ↓" if r["ci_high"] < 0 else ""
             cells.append(f"{fmt_signed(r['mean'])} [{fmt_signed(r['ci_low'])}, {fmt_signed(r['ci_high'])}]{mark}")
         lines.append(f"| {setting} | {method} | " + " | ".join(cells) + " |")
