@@ -55,6 +55,8 @@ SPEC_KEYS = {
     "headline": "metric, or list of metrics, reported in the summary; the first is compared with the paper",
     "paper": "setting label -> {method -> the paper's number for the first headline metric}",
     "paper_note": "a note on how the paper's numbers relate to ours",
+    "source": "where the numbers in 'paper' come from when they are not Tao and Shokri's (other work's published "
+              "figures, with their model and protocol)",
     "select": "model selection: best_val, best_val_balanced or last",
     "search_metric": "validation metric that chooses among search candidates (default val/acc)",
     "figures": "figures drawn for this experiment (accuracy_vs_size, convergence, agreement, examples)",

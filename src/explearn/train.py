@@ -21,7 +21,7 @@ from explearn import __version__
 from explearn.config import check, from_dict, to_dict
 from explearn.datasets.base import ExplanationDataset, Splits
 from explearn.errors import ConfigError
-from explearn.explain.attribution import ATTRIBUTION, explanation_alignment
+from explearn.explain.attribution import ATTRIBUTION, explanation_alignment, wrong_reason_score
 from explearn.methods.base import METHODS, Batch, Method
 from explearn.metrics import accuracy, balanced_accuracy, minority_class, per_class_accuracy
 from explearn.models import MODELS, check_model
@@ -262,6 +262,8 @@ def _final_metrics(algo: Method, splits: dict[str, ExplanationDataset], minority
         if name != "train":
             predictions[name] = pred.cpu().tolist()
             metrics[f"{name}/align"] = explanation_alignment(algo.model, ds)
+            if bool(ds.has_wrong_mask.any()):  # only splits with wrong-reason masks (a confounder) get the score
+                metrics[f"{name}/wrong_score"] = wrong_reason_score(algo.model, ds)
     return metrics, predictions
 
 

@@ -13,13 +13,20 @@ from typing import Any, Mapping
 from explearn.config import from_dict, to_dict
 from explearn.errors import ConfigError
 from explearn.datasets.base import ExplanationDataset, Splits
+from explearn.datasets.color_mnist import ColorMNISTOptions, color_mnist
+from explearn.datasets.decoy_mnist import DecoyMNISTOptions, decoy_mnist
 from explearn.datasets.masks import MASK_TRANSFORMS, MaskOptions, apply_to_training, transform_masks
+from explearn.datasets.mnist import download_mnist, load_mnist
+from explearn.datasets.toy_colors import ToyColorsOptions, toy_colors
 from explearn.datasets.triangles import TriangleOptions, triangles
 from explearn.registry import Registry
 
 #: name -> (builder(seed=..., **options) -> Splits, options dataclass)
 DATASETS: Registry = Registry("dataset")
 DATASETS.register("triangles")((triangles, TriangleOptions))
+DATASETS.register("decoy_mnist")((decoy_mnist, DecoyMNISTOptions))
+DATASETS.register("color_mnist")((color_mnist, ColorMNISTOptions))
+DATASETS.register("toy_colors")((toy_colors, ToyColorsOptions))
 MASK_KEYS = ("mask_transform", "mask_param")
 
 
@@ -53,5 +60,6 @@ def load(name: str, seed: int = 0, **options) -> Splits:
     return apply_to_training(builder(seed=seed, **own), mask, seed)
 
 
-__all__ = ["DATASETS", "MASK_TRANSFORMS", "ExplanationDataset", "MaskOptions", "Splits", "TriangleOptions", "load",
-           "normalize_options", "transform_masks", "triangles"]
+__all__ = ["DATASETS", "MASK_TRANSFORMS", "ColorMNISTOptions", "DecoyMNISTOptions", "ExplanationDataset", "MaskOptions",
+           "Splits", "ToyColorsOptions", "TriangleOptions", "color_mnist", "decoy_mnist", "download_mnist", "load",
+           "load_mnist", "normalize_options", "toy_colors", "transform_masks", "triangles"]

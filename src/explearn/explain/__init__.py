@@ -1,6 +1,14 @@
-"""Differentiable input gradients for training, and attribution metrics for evaluation."""
+"""Differentiable input gradients and Grad-CAM for training, and attribution metrics for evaluation."""
 
-from explearn.explain.attribution import ATTRIBUTION, explanation_alignment, mask_mass_share
+from explearn.explain.attribution import (ATTRIBUTION, WRONG_SCORE_ATTRIBUTION, explanation_alignment,
+                                          mask_mass_share, normalized_attribution, wrong_reason_score,
+                                          wrong_score_from)
+from explearn.explain.gradcam import (downsample_mask, grad_cam, grad_cam_from, mapped_forward, normalize_cam,
+                                      reduce_channels, upsample_map)
 from explearn.explain.gradients import input_gradients
 
-__all__ = ["ATTRIBUTION", "explanation_alignment", "input_gradients", "mask_mass_share"]
+__all__ = [
+    "ATTRIBUTION", "WRONG_SCORE_ATTRIBUTION", "downsample_mask", "explanation_alignment", "grad_cam",
+    "grad_cam_from", "input_gradients", "mapped_forward", "mask_mass_share", "normalize_cam", "normalized_attribution",
+    "reduce_channels", "upsample_map", "wrong_reason_score", "wrong_score_from",
+]

@@ -1,13 +1,18 @@
 """Training methods, one file per family, each registered by name in ``METHODS``."""
 
-from explearn.methods import joint, rrr, standard, two_stage  # noqa: F401  (registration)
+from explearn.methods import counterexamples, hint, joint, rrr, rrr_gradcam, standard, two_stage  # noqa: F401
 from explearn.methods.base import METHODS, Batch, Method, OptimHParams, masked_input
+from explearn.methods.counterexamples import Counterexamples, CounterexamplesHParams
+from explearn.methods.hint import HINT, HINTHParams, hint_loss
 from explearn.methods.joint import Joint, JointHParams
 from explearn.methods.rrr import RRR, RRRHParams, rrr_penalty
+from explearn.methods.rrr_gradcam import RRRGradCAM, RRRGradCAMHParams, gradcam_penalty
 from explearn.methods.standard import Standard
 from explearn.methods.two_stage import AlternationSchedule, TwoStage, TwoStageHParams, TwoStageNoMapping
 
 __all__ = [
-    "METHODS", "AlternationSchedule", "Batch", "Joint", "JointHParams", "Method", "OptimHParams", "RRR",
-    "RRRHParams", "Standard", "TwoStage", "TwoStageHParams", "TwoStageNoMapping", "masked_input", "rrr_penalty",
+    "METHODS", "AlternationSchedule", "Batch", "Counterexamples", "CounterexamplesHParams", "HINT", "HINTHParams",
+    "Joint", "JointHParams", "Method", "OptimHParams", "RRR", "RRRGradCAM", "RRRGradCAMHParams", "RRRHParams",
+    "Standard", "TwoStage", "TwoStageHParams", "TwoStageNoMapping", "gradcam_penalty", "hint_loss", "masked_input",
+    "rrr_penalty",
 ]

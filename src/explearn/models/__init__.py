@@ -3,13 +3,15 @@
 from explearn.models.base import ExplainableNet, Outputs, check_model, eval_mode, logits, parameters_of, run_parts
 from explearn.models.cnn import SmallCNNOptions, small_cnn
 from explearn.models.mapping import MAPPINGS, make_mapping
+from explearn.models.mlp import MLPOptions, mlp
 from explearn.registry import Registry
 
 #: name -> (builder(input_shape, n_classes, options), options dataclass)
 MODELS: Registry = Registry("model")
 MODELS.register("small_cnn")((small_cnn, SmallCNNOptions))
+MODELS.register("mlp")((mlp, MLPOptions))
 
 __all__ = [
-    "ExplainableNet", "Outputs", "MAPPINGS", "MODELS", "SmallCNNOptions", "check_model", "eval_mode", "logits",
-    "make_mapping", "parameters_of", "run_parts", "small_cnn",
+    "ExplainableNet", "MLPOptions", "Outputs", "MAPPINGS", "MODELS", "SmallCNNOptions", "check_model", "eval_mode",
+    "logits", "make_mapping", "mlp", "parameters_of", "run_parts", "small_cnn",
 ]

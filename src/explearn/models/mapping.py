@@ -1,14 +1,18 @@
 """Mapping layers m: the part between features f and classifier c that stage 2 of the paper's method trains.
 
 Every kind maps a feature map (B, C, H, W) to the same shape and starts as the identity, so an untrained m
-changes nothing and stage 2 learns a correction of f's features rather than a new representation.
+changes nothing and stage 2 learns a correction of f's features rather than a new representation. ``linear``,
+``mlp`` and ``identity`` also take feature vectors (B, D) (a model such as ``mlp``); ``conv1x1`` needs a map.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
+from explearn.errors import ConfigError
 from explearn.registry import Registry
 
 MAPPINGS: Registry = Registry("mapping layer")
@@ -17,16 +21,16 @@ MAPPINGS: Registry = Registry("mapping layer")
 @MAPPINGS.register("linear")
 class LinearMapping(nn.Module):
     """A linear layer on the flattened feature map, initialised to the identity (the paper's "simple linear
-    layer"). Parameters: (C*H*W)^2 + C*H*W.
+    layer"). Parameters: (C*H*W)^2 + C*H*W (D^2 + D on vectors).
 
     Shape:
-        (B, C, H, W) -> (B, C, H, W)
+        (B, C, H, W) -> (B, C, H, W), or (B, D) -> (B, D)
     """
 
-    def __init__(self, feature_shape: tuple[int, int, int], **_: object) -> None:
+    def __init__(self, feature_shape: tuple[int, ...], **_: object) -> None:
         super().__init__()
         self.feature_shape = tuple(feature_shape)
-        d = feature_shape[0] * feature_shape[1] * feature_shape[2]
+        d = math.prod(feature_shape)
         self.linear = nn.Linear(d, d)
         with torch.no_grad():
             self.linear.weight.copy_(torch.eye(d))
@@ -45,8 +49,13 @@ class Conv1x1Mapping(nn.Module):
         (B, C, H, W) -> (B, C, H, W)
     """
 
-    def __init__(self, feature_shape: tuple[int, int, int], **_: object) -> None:
+    def __init__(self, feature_shape: tuple[int, ...], **_: object) -> None:
         super().__init__()
+        if len(feature_shape) != 3:
+            raise ConfigError(
+                f"mapping layer 'conv1x1' needs feature maps (C, H, W), got features of shape {tuple(feature_shape)}; "
+                "use 'linear', 'mlp' or 'identity' for feature vectors"
+            )
         c = feature_shape[0]
         self.conv = nn.Conv2d(c, c, kernel_size=1)
         with torch.no_grad():
@@ -63,12 +72,12 @@ class MLPMapping(nn.Module):
     as the identity; ``depth`` hidden layers of width ``hidden``.
 
     Shape:
-        (B, C, H, W) -> (B, C, H, W)
+        (B, C, H, W) -> (B, C, H, W), or (B, D) -> (B, D)
     """
 
-    def __init__(self, feature_shape: tuple[int, int, int], hidden: int = 256, depth: int = 1, **_: object) -> None:
+    def __init__(self, feature_shape: tuple[int, ...], hidden: int = 256, depth: int = 1, **_: object) -> None:
         super().__init__()
-        d = feature_shape[0] * feature_shape[1] * feature_shape[2]
+        d = math.prod(feature_shape)
         layers: list[nn.Module] = []
         width = d
         for _layer in range(depth):
@@ -87,10 +96,14 @@ class MLPMapping(nn.Module):
 class IdentityMapping(nn.Identity):
     """No mapping layer (m = identity, no parameters), for the paper's "no mapping layer" ablation."""
 
-    def __init__(self, feature_shape: tuple[int, int, int] | None = None, **_: object) -> None:
+    def __init__(self, feature_shape: tuple[int, ...] | None = None, **_: object) -> None:
         super().__init__()
 
 
-def make_mapping(kind: str, feature_shape: tuple[int, int, int], **options: object) -> nn.Module:
-    """Build the registered mapping layer ``kind`` for features of shape (C, H, W)."""
+def make_mapping(kind: str, feature_shape: tuple[int, ...], **options: object) -> nn.Module:
+    """Build the registered mapping layer ``kind`` for features of shape (C, H, W) or (D,).
+
+    Raises:
+        ConfigError: an unknown kind, or a kind that needs feature maps (conv1x1) given vectors.
+    """
     return MAPPINGS.get(kind)(tuple(feature_shape), **options)

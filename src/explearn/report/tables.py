@@ -73,7 +73,9 @@ def claim_verdict(ours: Mapping[str, Any] | None, paper_diff: float) -> str:
 
 def claims_section(manifest: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.DataFrame) -> str:
     """Every number the paper reports beside ours, with the verdict on each claimed difference."""
-    lines = ["## The paper's numbers beside ours", "",
+    sources = [spec["source"] for spec in manifest["specs"].values() if spec.get("source") and spec.get("paper")]
+    title = "## The paper's numbers beside ours" if not sources else "## Published numbers beside ours"
+    lines = [title, "",
              "| experiment | setting | metric | method | paper | ours | paper's difference | our difference [95 % CI] | verdict |",
              "|---|---|---|---|---|---|---|---|---|"]
     found = False
@@ -179,6 +181,8 @@ def experiment_section(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, 
             score = f"{best.iloc[0]['metric']} {fmt(best.iloc[0]['mean'])}" if not best.empty else ""
             lines.append(f"| {setting} | {method} | {text} | {score} | {len(group)} |")
         lines.append("")
+    if spec.get("source"):
+        lines += [f"Published numbers ({headline[0]}): {spec['source']}", ""]
     if spec.get("paper_note"):
         lines += [f"Note: {spec['paper_note']}", ""]
     return "\n".join(lines)
