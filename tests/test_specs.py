@@ -100,3 +100,14 @@ def test_every_shipped_spec_loads_and_expands_to_valid_runs(preset):
     assert consistency["seeds"] == {"smoke": 3, "quick": 5, "full": 30}[preset]
     if preset == "full":
         assert all(s["seeds"] >= 10 for s in specs if s.name != "investigation")
+
+
+def test_a_folder_without_specs_is_not_a_collection(tmp_path, monkeypatch):
+    from explearn.specs import experiments_dir, load_specs
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "benchmarks").mkdir()  # e.g. the repository's benchmark scripts beside the shipped collection
+    (tmp_path / "benchmarks" / "epoch_time.py").write_text("")
+    assert experiments_dir("benchmarks").parent.name == "experiments"
+    with pytest.raises(ConfigError, match="no experiment specs"):
+        load_specs(tmp_path / "benchmarks")

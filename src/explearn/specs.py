@@ -159,6 +159,8 @@ def load_specs(folder: str | Path, preset: str = "quick", only: list[str] | None
     if not folder.is_dir():
         raise ConfigError(f"experiment folder not found: {folder}")
     specs = [load_spec(p, preset) for p in sorted(folder.glob("*.toml")) if not p.name.startswith("_")]
+    if not specs:
+        raise ConfigError(f"no experiment specs (*.toml files not starting with '_') in {folder}")
     if only:
         names = [s.name for s in specs]
         for name in only:
@@ -174,9 +176,10 @@ def experiments_dir(name: str) -> Path:
     """The folder of the shipped experiment collection ``name`` (e.g. "paper").
 
     Looked up under ``$EXPLEARN_EXPERIMENTS``, then the repository's ``experiments/``. A path to an existing
-    folder is returned as it is.
+    folder of spec files (``*.toml``) is returned as it is; a folder without specs (such as the repository's
+    ``benchmarks/`` scripts when the collection ``benchmarks`` is meant) is not.
     """
-    if Path(name).is_dir():
+    if Path(name).is_dir() and any(Path(name).glob("*.toml")):
         return Path(name)
     roots = [Path(os.environ["EXPLEARN_EXPERIMENTS"])] if "EXPLEARN_EXPERIMENTS" in os.environ else []
     roots.append(Path(__file__).resolve().parents[2] / "experiments")
