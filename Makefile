@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: run reproduce-full ablations test test-slow bench clean
+.PHONY: run reproduce-full ablations benchmarks test test-slow bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ reproduce-full: $(STAMP)
 
 ablations: $(STAMP)
 	$(BIN)/explearn reproduce ablations --preset quick --out reports/ablations
+
+benchmarks: $(STAMP)
+	$(BIN)/explearn reproduce benchmarks --preset quick --out reports/benchmarks
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
