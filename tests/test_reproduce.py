@@ -70,3 +70,17 @@ def test_report_re_renders_from_stored_runs_without_training(smoke, capsys):
 def test_report_on_a_folder_that_is_not_a_report(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "manifest.json not found" in capsys.readouterr().err
+
+
+def test_a_report_with_no_finished_run_renders(tmp_path):
+    import json
+
+    from explearn.report import render
+
+    spec = {"headline": "test/acc", "settings": ["s"], "methods": ["standard"], "figures": ["convergence"]}
+    (tmp_path / "manifest.json").write_text(json.dumps({
+        "collection": "x", "preset": "smoke", "specs": {"e": spec},
+        "entries": [{"experiment": "e", "setting": "s", "method": "standard", "seed": 0, "role": "eval",
+                     "candidate": "{}", "run_id": "0123456789abcdef"}], "search": [], "timing": None}))
+    text = render(tmp_path).read_text()
+    assert "1 runs of the manifest have not finished" in text

@@ -78,7 +78,7 @@ def collect(report_dir: str | Path) -> Results:
             predictions[entry["run_id"]] = result["predictions"]
             if result.get("examples"):
                 examples.setdefault((entry["experiment"], entry["setting"], entry["method"]), result["examples"])
-    runs = pd.DataFrame(rows)
+    runs = pd.DataFrame(rows, columns=None if rows else [*KEYS, "seed", "role", "run_id", "candidate"])
     curves = pd.concat(curve_rows, ignore_index=True) if curve_rows else pd.DataFrame()
     return Results(runs, curves, predictions, examples, manifest, missing)
 
