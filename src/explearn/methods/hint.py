@@ -7,12 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from explearn.config import check, setting
-from explearn.explain.gradcam import grad_cam_from, mapped_forward, normalize_cam, reduce_channels, upsample_map
-from explearn.methods.base import METHODS, Batch, Method, OptimHParams, right_reasons, step
+from explearn.explain.gradcam import normalize_cam, reduce_channels, upsample_map
+from explearn.methods.base import METHODS, Batch, OptimHParams, right_reasons
+from explearn.methods.rrr_gradcam import GradCAMTerm
 
 
 @dataclass(frozen=True)
@@ -48,28 +47,16 @@ def hint_loss(cam: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
 
 
 @METHODS.register("hint")
-class HINT(Method):
+class HINT(GradCAMTerm):
     """HINT (Selvaraju et al. 2019): CE + lam * mean over samples with a right-reason mask R of
     MSE(upsample(normalised Grad-CAM of the true class), R), Grad-CAM on m(f(x)) and differentiable in the
     weights; R is the complement of the wrong-reason mask where only that is given."""
 
     HParams = HINTHParams
-    uses_masks = True
+    log_key = "hint_loss"
 
-    def __init__(self, model: nn.Module, hparams: HINTHParams, batches_per_epoch: int) -> None:
-        super().__init__(model, hparams, batches_per_epoch)
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = self.make_optimizer(self.params, hparams.lr)
+    def reasons(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return right_reasons(batch)
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        mapped, logits = mapped_forward(self.model, batch.x)  # one forward for the cross-entropy and Grad-CAM
-        ce = F.cross_entropy(logits, batch.y)
-        loss, logs = ce, {"ce": ce.item()}
-        right, has = right_reasons(batch)
-        if bool(has.any()):
-            cam = grad_cam_from(mapped, logits, batch.y, create_graph=True)
-            mse = hint_loss(cam[has], right[has]).mean()  # samples without a mask: no term
-            loss = ce + self.hparams.lam * mse
-            logs["hint_loss"] = mse.item()
-        logs["grad_norm"] = step(self.optimizer, loss, self.params)
-        return logs
+    def term(self, cam: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return hint_loss(cam, mask)

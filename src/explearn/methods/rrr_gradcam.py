@@ -15,6 +15,39 @@ from explearn.explain.gradcam import downsample_mask, grad_cam_from, mapped_forw
 from explearn.methods.base import METHODS, Batch, Method, OptimHParams, step, wrong_reasons
 
 
+class GradCAMTerm(Method):
+    """Shared by the Grad-CAM methods: cross-entropy + ``lam`` * a per-sample term on the true class's Grad-CAM
+    map and a mask, averaged over the samples that have the mask. Subclasses name the mask (``reasons``), the
+    term (``term``) and its log key (``log_key``)."""
+
+    uses_masks = True
+    log_key = ""
+
+    def __init__(self, model: nn.Module, hparams: OptimHParams, batches_per_epoch: int) -> None:
+        super().__init__(model, hparams, batches_per_epoch)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = self.make_optimizer(self.params, hparams.lr)
+
+    def reasons(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def term(self, cam: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        mapped, logits = mapped_forward(self.model, batch.x)  # one forward for the cross-entropy and Grad-CAM
+        ce = F.cross_entropy(logits, batch.y)
+        loss, logs = ce, {"ce": ce.item()}
+        mask, has = self.reasons(batch)
+        if bool(has.any()):
+            cam = grad_cam_from(mapped, logits, batch.y, create_graph=True)
+            value = self.term(cam[has], mask[has]).mean()  # samples without a mask: no term
+            loss = ce + self.hparams.lam * value
+            logs[self.log_key] = value.item()
+        logs["grad_norm"] = step(self.optimizer, loss, self.params)
+        return logs
+
+
 @dataclass(frozen=True)
 class RRRGradCAMHParams(OptimHParams):
     """Settings of RRR-G.
@@ -47,7 +80,7 @@ def gradcam_penalty(cam: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor:
 
 
 @METHODS.register("rrr_gradcam")
-class RRRGradCAM(Method):
+class RRRGradCAM(GradCAMTerm):
     """RRR-G (Schramowski et al. 2020): CE + lam * mean over samples with a wrong-reason mask of
     sum((W_down * normalised Grad-CAM of the true class)^2), Grad-CAM on m(f(x)) and differentiable in the
     weights; W is the complement of the right-reason mask where only that is given.
@@ -58,22 +91,10 @@ class RRRGradCAM(Method):
     ``gradcam_penalty`` does not show that the model looks at the right reasons."""
 
     HParams = RRRGradCAMHParams
-    uses_masks = True
+    log_key = "gradcam_penalty"
 
-    def __init__(self, model: nn.Module, hparams: RRRGradCAMHParams, batches_per_epoch: int) -> None:
-        super().__init__(model, hparams, batches_per_epoch)
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = self.make_optimizer(self.params, hparams.lr)
+    def reasons(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return wrong_reasons(batch)
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        mapped, logits = mapped_forward(self.model, batch.x)  # one forward for the cross-entropy and Grad-CAM
-        ce = F.cross_entropy(logits, batch.y)
-        loss, logs = ce, {"ce": ce.item()}
-        wrong, has = wrong_reasons(batch)
-        if bool(has.any()):
-            cam = grad_cam_from(mapped, logits, batch.y, create_graph=True)
-            penalty = gradcam_penalty(cam[has], wrong[has]).mean()  # samples without a mask: no penalty
-            loss = ce + self.hparams.lam * penalty
-            logs["gradcam_penalty"] = penalty.item()
-        logs["grad_norm"] = step(self.optimizer, loss, self.params)
-        return logs
+    def term(self, cam: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return gradcam_penalty(cam, mask)
