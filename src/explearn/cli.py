@@ -62,6 +62,57 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_train)
 
+    p = sub.add_parser("fit", help="train on a folder of images with labels and masks; save a checkpoint",
+                       description="Train one method on a folder dataset (DATA_DIR/labels.csv, images/, masks/; see "
+                                   "the README, 'Your own images'), select the epoch on the validation split and save "
+                                   "a checkpoint holding the weights, the config, the class names and the "
+                                   "preprocessing. Every problem in the folder is reported before training starts.")
+    p.add_argument("data_dir", metavar="DATA_DIR", help="the dataset folder")
+    p.add_argument("--method", default="two_stage", help="registered method (explearn list methods; default two_stage)")
+    p.add_argument("--model", default="small_resnet", help="registered model (default small_resnet)")
+    p.add_argument("--out", default="model.pt", help="checkpoint file to write (default model.pt)")
+    p.add_argument("--image-size", default=None, metavar="HxW",
+                   help="resize every image and mask to H x W pixels (e.g. 96x128, or 64 for 64x64); default: keep "
+                        "the files' size (they must then all share one)")
+    p.add_argument("--seed", type=int, default=0, help="run seed: initialisation and data order (default 0)")
+    p.add_argument("--data-seed", type=int, default=0,
+                   help="data seed: the train/val/test split when labels.csv has no split column (default 0)")
+    p.add_argument("--epochs", type=int, default=30, help="passes over the training data (default 30)")
+    p.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
+    p.add_argument("--select", default="best_val_balanced", choices=["best_val", "best_val_balanced", "last"],
+                   help="which epoch's model is kept (default best_val_balanced: robust to imbalanced classes)")
+    p.add_argument("--hp", action="append", metavar="KEY=VALUE", help="a method setting, e.g. --hp lr_ratio=10")
+    p.add_argument("--data", action="append", metavar="KEY=VALUE",
+                   help="a folder option, e.g. --data normalize=imagenet --data val_fraction=0.25")
+    p.add_argument("--model-opt", action="append", metavar="KEY=VALUE", help="a model option, e.g. --model-opt blocks=2")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_cmd_fit)
+
+    p = sub.add_parser("predict", help="predicted labels and class probabilities of images, as CSV",
+                       description="Load a checkpoint written by `explearn fit` (weights-only: no code in the file "
+                                   "is executed), preprocess each image as in training and print or write "
+                                   "image,label,prob_<class>... as CSV.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file")
+    p.add_argument("images", metavar="IMAGES", nargs="+", help="image files or folders of images")
+    p.add_argument("--out", default=None, help="CSV file to write (default: print to standard output)")
+    p.set_defaults(run=_cmd_predict)
+
+    p = sub.add_parser("explain", help="attribution overlays of images as PNG, with the mask when there is one",
+                       description="For each image write OUT/<stem>.png: the image and the attribution of the "
+                                   "predicted class over it, the explanation mask outlined where one is found "
+                                   "(--masks DIR/<stem>.png, else the folder layout's ../masks/<stem>.png), and "
+                                   "OUT/explanations.csv with the prediction and the share of attribution inside "
+                                   "the mask.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file")
+    p.add_argument("images", metavar="IMAGES", nargs="+", help="image files or folders of images")
+    p.add_argument("--out", required=True, help="folder for the overlays")
+    p.add_argument("--masks", default=None, help="folder of masks (<stem>.png); default: ../masks beside the images")
+    p.add_argument("--attribution", default="input_gradient", choices=["input_gradient", "gradcam"],
+                   help="input_gradient: |d log p_predicted / dx| (the attribution of the align metric); gradcam: "
+                        "Grad-CAM on the mapped features, upsampled (default input_gradient)")
+    p.set_defaults(run=_cmd_explain)
+
     p = sub.add_parser("reproduce", help="run a collection of experiment specs end to end and write a report",
                        description="Run every spec of a collection (the paper's experiments: 'paper'; the ablation "
                                    "studies: 'ablations') at a preset: hyperparameter search on validation, then the "
@@ -159,6 +210,84 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"on {result.config['device']}")
     if args.out:
         print(f"wrote {result.save(args.out)}")
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from explearn.checkpoint import save_result
+    from explearn.datasets import load_folder
+    from explearn.train import train
+
+    options = parse_assignments(args.data, "--data")
+    if args.image_size:
+        options["image_size"] = _image_size(args.image_size)
+    data = load_folder(args.data_dir, seed=args.data_seed, **options)
+    counts = {name: len(ds) for name, ds in data.eval_splits().items()}
+    print(f"{args.data_dir}: classes {', '.join(data.train.class_names)}; images per split {counts}; "
+          f"masks on {int(data.train.has_mask.sum())} of {len(data.train)} training images")
+    result = train(
+        data, args.method, args.seed, hparams=parse_assignments(args.hp, "--hp"), model=args.model,
+        model_options=parse_assignments(args.model_opt, "--model-opt"), epochs=args.epochs,
+        batch_size=args.batch_size, select=args.select, device=args.device, quiet=args.quiet,
+    )
+    m = result.metrics
+    print(f"{args.method} with {args.model}, epoch {m['selected_epoch']} selected ({args.select}):")
+    for split in ("val", "test"):
+        print(f"  {split:5s} acc {m[f'{split}/acc']:.3f}  balanced_acc {m[f'{split}/balanced_acc']:.3f}  "
+              f"align {m[f'{split}/align']:.3f}  " + "  ".join(
+                  f"recall[{name}] {m[f'{split}/acc_class{k}']:.3f}" for k, name in enumerate(data.train.class_names)))
+    print(f"  {m['time/total_s']:.1f} s in all on {result.config['device']}")
+    print(f"wrote {save_result(args.out, result, data)}")
+    return 0
+
+
+def _image_size(text: str) -> list[int]:
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        size = [int(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"--image-size: expected HxW (e.g. 96x128) or one number, got {text!r}") from None
+    if len(size) == 1:
+        size *= 2
+    if len(size) != 2 or min(size) < 1:
+        raise ConfigError(f"--image-size: expected HxW with positive sizes, got {text!r}")
+    return size
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from explearn.checkpoint import load_checkpoint
+    from explearn.inference import image_files, predict_images, predictions_csv
+
+    ckpt = load_checkpoint(args.checkpoint)
+    text = predictions_csv(predict_images(ckpt, image_files(args.images)), ckpt.class_names)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    import csv
+    from pathlib import Path
+
+    from explearn.checkpoint import load_checkpoint
+    from explearn.inference import explain_images, image_files
+
+    ckpt = load_checkpoint(args.checkpoint)
+    records = explain_images(ckpt, image_files(args.images), args.out, args.masks, args.attribution)
+    with open(Path(args.out) / "explanations.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+    for r in records:
+        inside = f", attribution in mask {r['mass_in_mask']:.2f}" if r["mask"] else ", no mask"
+        print(f"{r['image']}: {r['label']} ({r['probability']:.2f}){inside} -> {r['overlay']}")
+    print(f"wrote {len(records)} overlays and {Path(args.out) / 'explanations.csv'}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The two kinds of user error explearn reports: bad configuration and bad data.
+"""The kinds of user error explearn reports: bad configuration, bad data, bad checkpoints.
 
 Both are ``ValueError`` subclasses, so callers that already catch ``ValueError`` keep working.
 """
@@ -10,3 +10,7 @@ class ConfigError(ValueError):
 
 class DataError(ValueError):
     """A dataset's tensors or files are malformed (shape, dtype, range, NaN, missing file)."""
+
+
+class CheckpointError(DataError):
+    """A file is not an explearn checkpoint, was changed after saving, or is from an incompatible version."""

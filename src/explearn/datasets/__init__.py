@@ -15,11 +15,20 @@ from explearn.errors import ConfigError
 from explearn.datasets.base import ExplanationDataset, Splits
 from explearn.datasets.color_mnist import ColorMNISTOptions, color_mnist
 from explearn.datasets.decoy_mnist import DecoyMNISTOptions, decoy_mnist
+from explearn.datasets.folder import FolderOptions, check_folder, load_folder
+from explearn.datasets.images import Preprocess
 from explearn.datasets.masks import MASK_TRANSFORMS, MaskOptions, apply_to_training, transform_masks
 from explearn.datasets.mnist import download_mnist, load_mnist
+from explearn.datasets.ph2 import PH2Options, ph2
 from explearn.datasets.toy_colors import ToyColorsOptions, toy_colors
 from explearn.datasets.triangles import TriangleOptions, triangles
 from explearn.registry import Registry
+
+
+def folder(seed: int = 0, root: str = "", **options: Any) -> Splits:
+    """The ``folder`` dataset: ``load_folder(root, seed, **options)`` (``--data root=DIR``)."""
+    return load_folder(root, seed=seed, **options)
+
 
 #: name -> (builder(seed=..., **options) -> Splits, options dataclass)
 DATASETS: Registry = Registry("dataset")
@@ -27,6 +36,8 @@ DATASETS.register("triangles")((triangles, TriangleOptions))
 DATASETS.register("decoy_mnist")((decoy_mnist, DecoyMNISTOptions))
 DATASETS.register("color_mnist")((color_mnist, ColorMNISTOptions))
 DATASETS.register("toy_colors")((toy_colors, ToyColorsOptions))
+DATASETS.register("folder")((folder, FolderOptions))
+DATASETS.register("ph2")((ph2, PH2Options))
 MASK_KEYS = ("mask_transform", "mask_param")
 
 
@@ -60,6 +71,7 @@ def load(name: str, seed: int = 0, **options) -> Splits:
     return apply_to_training(builder(seed=seed, **own), mask, seed)
 
 
-__all__ = ["DATASETS", "MASK_TRANSFORMS", "ColorMNISTOptions", "DecoyMNISTOptions", "ExplanationDataset", "MaskOptions",
-           "Splits", "ToyColorsOptions", "TriangleOptions", "color_mnist", "decoy_mnist", "download_mnist", "load",
-           "load_mnist", "normalize_options", "toy_colors", "transform_masks", "triangles"]
+__all__ = ["DATASETS", "MASK_TRANSFORMS", "ColorMNISTOptions", "DecoyMNISTOptions", "ExplanationDataset", "FolderOptions",
+           "MaskOptions", "PH2Options", "Preprocess", "Splits", "ToyColorsOptions", "TriangleOptions", "check_folder",
+           "color_mnist", "decoy_mnist", "download_mnist", "load", "load_folder", "load_mnist", "normalize_options",
+           "ph2", "toy_colors", "transform_masks", "triangles"]

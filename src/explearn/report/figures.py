@@ -220,5 +220,10 @@ def _headline(spec: Mapping[str, Any]) -> str:
 
 
 def _hwc(image: np.ndarray) -> np.ndarray:
+    """(C, H, W) -> (H, W) or (H, W, C) for imshow; normalised images (values outside [0, 1]) are rescaled to
+    [0, 1] by their own minimum and maximum."""
+    lo, hi = float(image.min()), float(image.max())
+    if lo < 0 or hi > 1:
+        image = (image - lo) / max(hi - lo, 1e-12)
     return image[0] if image.shape[0] == 1 else np.transpose(image, (1, 2, 0))
 

@@ -1,0 +1,208 @@
+"""Checkpoints: a trained model's weights with what is needed to use it (model, class names, preprocessing,
+training config, metrics), loaded without executing code.
+
+A checkpoint is a ``torch.save`` file holding only plain data: tensors, strings, numbers. It is read with
+``torch.load(..., weights_only=True)``, which refuses any pickled object that could run code on loading. A SHA-256
+digest over the weights and the metadata is stored beside them, so a file changed after saving (by hand, by a
+truncated copy, by an edit of its weights) is rejected rather than silently used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from explearn import __version__
+from explearn.errors import CheckpointError, ConfigError
+
+FORMAT = "explearn-checkpoint"
+#: bumped when the layout changes in a way older readers cannot follow; this version reads formats 1..FORMAT_VERSION
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint.
+
+    Attributes:
+        model: the network with its trained weights, in eval mode, on CPU.
+        class_names: one name per class, in the order of the model's outputs.
+        input_shape: (C, H, W) the model was trained on.
+        preprocess: how image files were turned into inputs (``datasets.Preprocess.to_dict()``), or None when the
+            training data did not come from files.
+        config: the training configuration (``TrainResult.config``).
+        metrics: the final metrics of the training run (validation, test ...).
+        explearn_version: the version that wrote the file.
+    """
+
+    model: nn.Module
+    class_names: list[str]
+    input_shape: tuple[int, ...]
+    preprocess: dict[str, Any] | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    explearn_version: str = __version__
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, *, input_shape: tuple[int, ...], class_names: list[str],
+                    model_spec: Mapping[str, Any], preprocess: Mapping[str, Any] | None = None,
+                    config: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None) -> Path:
+    """Write ``model``'s weights and metadata to ``path`` (atomically: a reader never sees half a file).
+
+    Args:
+        model: a three-part explearn model.
+        input_shape: (C, H, W) of one input.
+        class_names: one per output of the model.
+        model_spec: how to rebuild the network: ``{"name": registered model, "options": {...}}``, or
+            ``{"name": "custom", "class": ...}`` for a user's network (then loading needs that network).
+        preprocess: ``Preprocess.to_dict()`` of the training data, when it came from image files.
+        config, metrics: the training run's config and final metrics (JSON-ready), kept for the record.
+
+    Returns:
+        The path written.
+    """
+    from explearn.models.mapping import IdentityMapping
+
+    spec = dict(model_spec)
+    if isinstance(model.mapping, IdentityMapping):  # the "no mapping" ablation replaced m: rebuild it the same way
+        spec["mapping_removed"] = True
+    meta = {
+        "explearn_version": __version__, "input_shape": list(input_shape), "class_names": [str(c) for c in class_names],
+        "model": spec, "preprocess": dict(preprocess) if preprocess is not None else None,
+        "config": dict(config or {}), "metrics": dict(metrics or {}),
+    }
+    meta_json = json.dumps(meta, sort_keys=True, allow_nan=True)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "meta": meta_json, "state_dict": state,
+               "digest": _digest(meta_json, state)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> Checkpoint:
+    """Read a checkpoint written by ``save_checkpoint``, without executing any code stored in the file.
+
+    Args:
+        path: the checkpoint file.
+        model: for a checkpoint of a user's own network (``model_spec`` "custom"), a freshly built network of the
+            same architecture to load the weights into; registered models are rebuilt from the file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: not a PyTorch file, not an explearn checkpoint, refused by weights-only loading (it holds
+            objects that could run code), changed after saving (digest mismatch), from an incompatible format
+            version, or weights that do not fit the network.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    payload = _read(path)
+    version = payload.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version!r} is not supported by explearn {__version__} (it reads "
+            f"versions 1 to {FORMAT_VERSION}); the file was written by "
+            f"{_written_by(payload)}: load it with that version, or retrain"
+        )
+    meta_json, state, digest = payload.get("meta"), payload.get("state_dict"), payload.get("digest")
+    if not isinstance(meta_json, str) or not isinstance(state, dict) or not isinstance(digest, str):
+        raise CheckpointError(f"{path}: an explearn checkpoint must hold 'meta', 'state_dict' and 'digest'; this one "
+                              "lacks one of them or holds the wrong type (damaged or not written by explearn)")
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: its state_dict holds values that are not tensors")
+    if _digest(meta_json, state) != digest:
+        raise CheckpointError(f"{path}: its contents do not match the digest stored when it was saved: the file was "
+                              "changed afterwards (edited, tampered with or corrupted); refusing to use it")
+    meta = json.loads(meta_json)
+    net = _rebuild(path, meta, model)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: the stored weights do not fit the network: {err}") from None
+    net.eval()
+    return Checkpoint(net, meta["class_names"], tuple(meta["input_shape"]), meta.get("preprocess"),
+                      meta.get("config", {}), meta.get("metrics", {}), meta.get("explearn_version", "?"))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused by weights-only loading: the file holds objects other than tensors and plain data, "
+            f"which could execute code when loaded; explearn checkpoints never do ({_first_line(err)})"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - torch.load fails in many ways on a foreign file (KeyError, EOFError ...)
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint file ({_first_line(err)})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        what = f"a {type(payload).__name__}" if not isinstance(payload, dict) else f"keys {sorted(map(str, payload))[:6]}"
+        raise CheckpointError(f"{path}: not an explearn checkpoint (it holds {what}, without format {FORMAT!r}); "
+                              "explearn writes checkpoints with `explearn fit` or explearn.checkpoint.save_checkpoint")
+    return payload
+
+
+def _rebuild(path: Path, meta: Mapping[str, Any], model: nn.Module | None) -> nn.Module:
+    """The network described by the checkpoint: a registered model rebuilt from its options, or ``model``."""
+    from explearn.config import from_dict
+    from explearn.models import MODELS
+    from explearn.models.mapping import IdentityMapping
+
+    spec = meta["model"]
+    if model is not None:
+        net = model
+    elif spec.get("name") == "custom":
+        raise CheckpointError(
+            f"{path}: this checkpoint holds a user-defined network ({spec.get('class', '?')}); pass a freshly built "
+            "network of the same architecture: load_checkpoint(path, model=...)"
+        )
+    else:
+        try:
+            builder, options_cls = MODELS.get(spec["name"])
+            opts = from_dict(options_cls, spec.get("options", {}), f"model {spec['name']!r} in {path}")
+        except ConfigError as err:
+            raise CheckpointError(f"{path}: cannot rebuild its model with explearn {__version__}: {err}") from None
+        net = builder(tuple(meta["input_shape"]), len(meta["class_names"]), opts)
+    if spec.get("mapping_removed"):
+        net.mapping = IdentityMapping()
+    return net
+
+
+def _digest(meta_json: str, state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over the metadata and every tensor's name, dtype, shape and bytes."""
+    h = hashlib.sha256(meta_json.encode())
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _written_by(payload: Mapping[str, Any]) -> str:
+    try:
+        return f"explearn {json.loads(payload['meta'])['explearn_version']}"
+    except Exception:  # noqa: BLE001 - only for the message
+        return "an unknown explearn version"
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+
+
+def save_result(path: str | Path, result: Any, data: Any) -> Path:
+    """Save the model of a ``TrainResult`` trained on ``data`` (``Splits``) as a checkpoint, with the data's class
+    names and preprocessing (when the data came from image files), the run's config and metrics."""
+    names = data.train.class_names or [str(k) for k in range(data.n_classes)]
+    return save_checkpoint(path, result.model, input_shape=data.input_shape, class_names=list(names),
+                           model_spec=result.config["model"], preprocess=data.info.get("preprocess"),
+                           config=result.config, metrics=result.metrics)

@@ -1,0 +1,271 @@
+"""Any network as an explearn model: split a user's ``nn.Module`` (e.g. a pretrained torchvision ResNet) at a
+named layer into features f and classifier c, or take f and c as given, and put an identity-initialised mapping
+layer m between them, so that before training c(m(f(x))) equals the network's own output.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections import OrderedDict
+
+import torch
+from torch import fx, nn
+
+from explearn.errors import ConfigError
+from explearn.models.base import ExplainableNet, eval_mode
+from explearn.models.mapping import MAPPINGS, make_mapping
+
+
+def from_backbone(model: nn.Module, feature_layer: str, input_shape: tuple[int, ...], mapping: str = "conv1x1",
+                  **mapping_options: object) -> ExplainableNet:
+    """Split ``model`` after the submodule ``feature_layer`` and insert a mapping layer there.
+
+    f computes everything up to and including ``feature_layer``'s output, c everything after it. An
+    ``nn.Sequential`` is split by position (nested Sequentials recursively); any other model is traced with
+    ``torch.fx`` and cut into two GraphModules. Either way f and c hold the very parameter tensors of ``model``
+    (no copies), so training the result trains ``model``.
+
+    Args:
+        model: the network; its ``forward`` must map images to logits.
+        feature_layer: a dotted name from ``model.named_modules()``, e.g. "layer3" or "features.7".
+        input_shape: (C, H, W) of one image, for the dummy forward that sizes the mapping layer.
+        mapping: the mapping layer kind (explearn.models.MAPPINGS); conv1x1 needs a (C, H, W) feature map.
+        **mapping_options: options of the mapping layer (``hidden``, ``depth`` for "mlp").
+
+    Returns:
+        An ExplainableNet(features, mapping, classifier) whose output equals ``model(x)`` before training.
+
+    Raises:
+        ConfigError: an unknown layer (with close names), a layer called more than once, a cut that later code
+            crosses (e.g. inside a residual block), a model fx cannot trace, or features the mapping cannot take.
+
+    Shape:
+        x (B, *input_shape) -> f: (B, *feature_shape) -> logits (B, K)
+    """
+    _check_layer_name(model, feature_layer)
+    if isinstance(model, nn.Sequential):
+        parts = _split_sequential(model, feature_layer.split("."))
+        if parts is not None:
+            return from_parts(*parts, input_shape, mapping, **mapping_options)
+    features, classifier = _split_traced(model, feature_layer)
+    return from_parts(features, classifier, input_shape, mapping, **mapping_options)
+
+
+def from_parts(features: nn.Module, classifier: nn.Module, input_shape: tuple[int, ...], mapping: str = "conv1x1",
+               **mapping_options: object) -> ExplainableNet:
+    """An explearn model from a given f and c with a new identity-initialised mapping layer between them.
+
+    Args:
+        features: f, images -> a feature tensor (a map (C, H, W) per sample for conv1x1 and Grad-CAM methods).
+        classifier: c, features -> logits.
+        input_shape: (C, H, W) of one image; one dummy forward (no_grad, eval mode, modes restored after) infers
+            the feature shape and checks that c accepts it.
+        mapping: the mapping layer kind (explearn.models.MAPPINGS).
+        **mapping_options: options of the mapping layer (``hidden``, ``depth`` for "mlp").
+
+    Returns:
+        ExplainableNet(features, mapping, classifier), the mapping on f's device and dtype.
+
+    Raises:
+        ConfigError: f returns no tensor, c rejects f's output, or the mapping kind cannot take f's output.
+    """
+    _check_mapping_options(mapping, mapping_options)
+    device, dtype = _device_dtype(features)
+    with torch.no_grad(), eval_mode(features), eval_mode(classifier):
+        z = features(torch.zeros(1, *input_shape, device=device, dtype=dtype))
+        if not isinstance(z, torch.Tensor):
+            raise ConfigError(f"the features f return {type(z).__name__}, not a tensor; end f at a layer that "
+                              "returns one tensor")
+        try:
+            classifier(z)
+        except Exception as err:  # a shape mismatch deep inside c: name the shapes the user can act on
+            raise ConfigError(f"the classifier c fails on the features f(x) of shape {tuple(z.shape[1:])} per "
+                              f"sample (input_shape {tuple(input_shape)}): {err}") from err
+    feature_shape = tuple(z.shape[1:])
+    try:
+        m = make_mapping(mapping, feature_shape, **mapping_options)
+    except ConfigError as err:
+        raise ConfigError(f"{err}. Cut the network earlier, at a layer that outputs a map (C, H, W), or choose "
+                          "another mapping") from None
+    return ExplainableNet(features, m.to(device=device, dtype=dtype), classifier)
+
+
+# --- checks ----------------------------------------------------------------------------------------------------
+
+
+def _check_layer_name(model: nn.Module, name: str) -> None:
+    names = [n for n, _ in model.named_modules() if n]
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        shown = ", ".join(n for n in names if "." not in n)
+        raise ConfigError(f"{type(model).__name__} has no submodule {name!r}{hint} (top-level submodules: "
+                          f"{shown}; all names: model.named_modules())")
+
+
+def _check_mapping_options(kind: str, options: dict[str, object]) -> None:
+    """Mapping layers ignore unknown keyword options, so a typo ("hiden") would pass silently: catch it here."""
+    MAPPINGS.get(kind)
+    known = {p for name in MAPPINGS for p in inspect.signature(MAPPINGS.get(name)).parameters
+             if p not in ("feature_shape", "_")}
+    for key in options:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown mapping option {key!r}{hint}; known: {', '.join(sorted(known))}")
+
+
+def _device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where the dummy input must live: with f's first parameter or buffer (CPU float32 if it has none)."""
+    for t in (*module.parameters(), *module.buffers()):
+        if t.is_floating_point():
+            return t.device, t.dtype
+    return torch.device("cpu"), torch.float32
+
+
+# --- nn.Sequential: split by position ----------------------------------------------------------------------------
+
+
+def _split_sequential(seq: nn.Sequential, path: list[str]) -> tuple[nn.Sequential, nn.Sequential] | None:
+    """(f, c) of a Sequential cut after the child ``path[0]`` (recursing into nested Sequentials), keeping the
+    children's names so state_dict keys stay readable; None if the path enters a non-Sequential child (that
+    needs tracing)."""
+    names = list(seq._modules)
+    i = names.index(path[0])
+    child = seq[i]
+    if sum(m is child for m in seq) > 1:
+        raise ConfigError(f"layer {path[0]!r} appears more than once in the Sequential, so 'after it' is ambiguous; "
+                          "cut at a layer used once")
+    before = OrderedDict((n, seq._modules[n]) for n in names[:i])
+    after = OrderedDict((n, seq._modules[n]) for n in names[i + 1:])
+    if len(path) == 1:
+        before[path[0]] = child
+        return nn.Sequential(before), nn.Sequential(after)
+    if not isinstance(child, nn.Sequential):
+        return None
+    inner = _split_sequential(child, path[1:])
+    if inner is None:
+        return None
+    before[path[0]] = inner[0]
+    # the child's remainder keeps the child's name; OrderedDict order puts it first, as in forward
+    return nn.Sequential(before), nn.Sequential(OrderedDict([(path[0], inner[1]), *after.items()]))
+
+
+# --- any other module: torch.fx --------------------------------------------------------------------------------
+
+
+class _CutTracer(fx.Tracer):
+    """fx's default tracer, but ``layer`` is traced as one call (a leaf), so that its output is one node."""
+
+    def __init__(self, layer: str) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return module_qualified_name == self.layer or super().is_leaf_module(m, module_qualified_name)
+
+
+def _trace(model: nn.Module, layer: str) -> fx.Graph:
+    try:
+        return _CutTracer(layer).trace(model)
+    except Exception as err:  # fx fails in many ways (TraceError, TypeError on control flow, ...)
+        raise ConfigError(
+            f"torch.fx cannot trace {type(model).__name__} ({type(err).__name__}: {err}); split it yourself and "
+            "pass f and c to explearn.models.from_parts(features, classifier, input_shape)"
+        ) from err
+
+
+def _cut_node(graph: fx.Graph, layer: str) -> fx.Node:
+    calls = [n for n in graph.nodes if n.op == "call_module" and n.target == layer]
+    if len(calls) > 1:
+        raise ConfigError(f"layer {layer!r} is called {len(calls)} times in forward, so 'after it' is ambiguous; "
+                          "cut at a layer that is called once")
+    if not calls:
+        raise ConfigError(f"layer {layer!r} is never called as a module in forward (unused, or inside a module "
+                          "fx treats as one call); cut at a layer that forward calls")
+    return calls[0]
+
+
+def _input_free(nodes: list[fx.Node]) -> set[fx.Node]:
+    """The nodes that do not depend on the model's input (parameters, constants and what is computed from them
+    alone): c may compute them again, so they may cross the cut."""
+    free: set[fx.Node] = set()
+    for node in nodes:  # topological order: a node's inputs come first
+        if node.op not in ("placeholder", "output") and all(n in free for n in node.all_input_nodes):
+            free.add(node)
+    return free
+
+
+def _crossing(graph: fx.Graph, cut: fx.Node) -> tuple[fx.Node, fx.Node] | None:
+    """(a node after the cut, an input-dependent value from before the cut other than the cut's output that it
+    uses), if any: such a value would have to skip the mapping layer, so the layer is not a cut point."""
+    nodes = list(graph.nodes)
+    i = nodes.index(cut)
+    before = set(nodes[:i]) - _input_free(nodes)
+    for node in nodes[i + 1:]:
+        for used in node.all_input_nodes:
+            if used in before:
+                return node, used
+    return None
+
+
+def _cut_point(model: nn.Module, layer: str) -> tuple[fx.Graph, fx.Node]:
+    """The traced graph and the node of ``layer``'s output, checked to be a cut point."""
+    graph = _trace(model, layer)
+    cut = _cut_node(graph, layer)
+    crossing = _crossing(graph, cut)
+    if crossing is not None:
+        node, used = crossing
+        raise ConfigError(
+            f"{layer!r} is not a cut point of {type(model).__name__}: after it, node {node.name!r} ({node.op} "
+            f"{node.target}) still uses {used.name!r}, a value computed before it (a skip connection across the "
+            f"cut?), which would bypass the mapping layer. {_suggest_enclosing(model, layer)}"
+        )
+    return graph, cut
+
+
+def _suggest_enclosing(model: nn.Module, layer: str) -> str:
+    """Name the nearest enclosing module that is a cut point (e.g. the residual block around a conv)."""
+    parts = layer.split(".")
+    for k in range(len(parts) - 1, 0, -1):
+        parent = ".".join(parts[:k])
+        try:
+            _cut_point(model, parent)
+        except ConfigError:
+            continue
+        return f"Cut at the enclosing block {parent!r} instead."
+    return "Cut at an enclosing block (a module whose output is all that later layers use)."
+
+
+def _split_traced(model: nn.Module, layer: str) -> tuple[fx.GraphModule, fx.GraphModule]:
+    """f: the graph's inputs -> ``layer``'s output; c: that output -> the graph's output. Both GraphModules take
+    their submodules and parameters from ``model`` by reference, so nothing is copied."""
+    graph, cut = _cut_point(model, layer)
+    nodes = list(graph.nodes)
+    i = nodes.index(cut)
+
+    f_graph, env = fx.Graph(), {}
+    for node in nodes[: i + 1]:
+        env[node] = f_graph.node_copy(node, lambda n: env[n])
+    f_graph.output(env[cut])
+
+    c_graph = fx.Graph()
+    c_env = {cut: c_graph.placeholder("features")}
+    free = _input_free(nodes)
+    for node in nodes[:i]:  # parameters and constants used after the cut: c reads or computes them again
+        if node in free:
+            c_env[node] = c_graph.node_copy(node, lambda n: c_env[n])
+    for node in nodes[i + 1:]:
+        c_env[node] = c_graph.node_copy(node, lambda n: c_env[n])
+    return _module(model, f_graph, "Features"), _module(model, c_graph, "Classifier")
+
+
+def _module(model: nn.Module, graph: fx.Graph, name: str) -> fx.GraphModule:
+    """A GraphModule over ``graph`` without the dead code of the other half (``model``'s own unused branches)."""
+    gm = fx.GraphModule(model, graph, name)  # DCE needs the owning module to know which calls are pure
+    gm.graph.eliminate_dead_code()
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    return gm
