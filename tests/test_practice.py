@@ -129,3 +129,43 @@ def test_bad_image_size_option(tmp_path, capsys):
     root = _make_folder(tmp_path / "d", n=6)
     assert main(["fit", str(root), "--image-size", "16by20"]) == 2
     assert "--image-size" in capsys.readouterr().err
+
+
+NETWORK = '''
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, n_classes):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, n_classes)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.body(x)).flatten(1))
+
+
+def build(n_classes):
+    return Net(n_classes)
+'''
+
+
+def test_fit_predict_with_your_own_backbone(tmp_path, monkeypatch, capsys):
+    root = _make_folder(tmp_path / "d", n=12, size=(16, 16))
+    (tmp_path / "explearn_test_nets.py").write_text(NETWORK)
+    monkeypatch.chdir(tmp_path)
+    ckpt = tmp_path / "m.pt"
+    assert main(["fit", str(root), "--backbone", "explearn_test_nets:build", "--feature-layer", "body", "--epochs", "1",
+                 "--out", str(ckpt), "--quiet"]) == 0
+    assert "explearn_test_nets:build split at body" in capsys.readouterr().out
+    # the checkpoint names the function but never imports it by itself
+    assert main(["predict", str(ckpt), str(root / "images")]) == 2
+    assert "--backbone explearn_test_nets:build" in capsys.readouterr().err
+    assert main(["predict", str(ckpt), str(root / "images"), "--backbone", "explearn_test_nets:build"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 13
+    assert main(["predict", str(ckpt), str(root / "images"), "--backbone", "explearn_test_nets:other"]) == 2
+    assert main(["fit", str(root), "--backbone", "explearn_test_nets:build"]) == 2
+    assert "--feature-layer" in capsys.readouterr().err
+    assert main(["fit", str(root), "--backbone", "no_such_module:build", "--feature-layer", "body"]) == 2
+    assert "cannot import module 'no_such_module'" in capsys.readouterr().err

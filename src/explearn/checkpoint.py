@@ -90,13 +90,16 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, input_shape: tuple[in
     return path
 
 
-def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> Checkpoint:
+def load_checkpoint(path: str | Path, model: nn.Module | None = None, backbone: str | None = None) -> Checkpoint:
     """Read a checkpoint written by ``save_checkpoint``, without executing any code stored in the file.
 
     Args:
         path: the checkpoint file.
-        model: for a checkpoint of a user's own network (``model_spec`` "custom"), a freshly built network of the
-            same architecture to load the weights into; registered models are rebuilt from the file.
+        model: for a checkpoint of a user's own network (``model_spec`` "custom" or "backbone"), a freshly built
+            network of the same architecture to load the weights into; registered models are rebuilt from the file.
+        backbone: for a checkpoint trained with ``explearn fit --backbone MODULE:FUNCTION``, that same name: the
+            network is rebuilt by calling it and split at the stored layer. The name stored in the file is never
+            imported unless the caller names it here (a checkpoint cannot make explearn import code).
 
     Raises:
         FileNotFoundError: no such file.
@@ -125,7 +128,7 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> Checkpo
         raise CheckpointError(f"{path}: its contents do not match the digest stored when it was saved: the file was "
                               "changed afterwards (edited, tampered with or corrupted); refusing to use it")
     meta = json.loads(meta_json)
-    net = _rebuild(path, meta, model)
+    net = _rebuild(path, meta, model, backbone)
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
@@ -152,29 +155,55 @@ def _read(path: Path) -> dict[str, Any]:
     return payload
 
 
-def _rebuild(path: Path, meta: Mapping[str, Any], model: nn.Module | None) -> nn.Module:
-    """The network described by the checkpoint: a registered model rebuilt from its options, or ``model``."""
-    from explearn.config import from_dict
-    from explearn.models import MODELS
+def _rebuild(path: Path, meta: Mapping[str, Any], model: nn.Module | None, backbone: str | None) -> nn.Module:
+    """The network described by the checkpoint: ``model``, a user's backbone rebuilt from the factory the caller
+    names, or a registered model rebuilt from its options."""
     from explearn.models.mapping import IdentityMapping
 
     spec = meta["model"]
     if model is not None:
         net = model
+    elif spec.get("name") == "backbone":
+        net = _rebuild_backbone(path, meta, backbone)
     elif spec.get("name") == "custom":
         raise CheckpointError(
             f"{path}: this checkpoint holds a user-defined network ({spec.get('class', '?')}); pass a freshly built "
             "network of the same architecture: load_checkpoint(path, model=...)"
         )
     else:
-        try:
-            builder, options_cls = MODELS.get(spec["name"])
-            opts = from_dict(options_cls, spec.get("options", {}), f"model {spec['name']!r} in {path}")
-        except ConfigError as err:
-            raise CheckpointError(f"{path}: cannot rebuild its model with explearn {__version__}: {err}") from None
-        net = builder(tuple(meta["input_shape"]), len(meta["class_names"]), opts)
+        net = _rebuild_registered(path, meta)
     if spec.get("mapping_removed"):
         net.mapping = IdentityMapping()
+    return net
+
+
+def _rebuild_registered(path: Path, meta: Mapping[str, Any]) -> nn.Module:
+    from explearn.config import from_dict
+    from explearn.models import MODELS
+
+    spec = meta["model"]
+    try:
+        builder, options_cls = MODELS.get(spec["name"])
+        opts = from_dict(options_cls, spec.get("options", {}), f"model {spec['name']!r} in {path}")
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: cannot rebuild its model with explearn {__version__}: {err}") from None
+    return builder(tuple(meta["input_shape"]), len(meta["class_names"]), opts)
+
+
+def _rebuild_backbone(path: Path, meta: Mapping[str, Any], backbone: str | None) -> nn.Module:
+    from explearn.models.factory import backbone_model
+
+    spec = meta["model"]
+    if backbone is None:
+        raise CheckpointError(
+            f"{path}: this checkpoint holds a network built by {spec['factory']} and split at "
+            f"{spec['feature_layer']!r}; name that function to rebuild it (--backbone {spec['factory']}, or "
+            "load_checkpoint(path, backbone=...)); explearn never imports code named by a file on its own"
+        )
+    if backbone != spec["factory"]:
+        raise CheckpointError(f"{path}: trained with --backbone {spec['factory']}, not {backbone}")
+    net, _ = backbone_model(backbone, len(meta["class_names"]), spec["feature_layer"], tuple(meta["input_shape"]),
+                            spec.get("mapping", "conv1x1"))
     return net
 
 
@@ -199,10 +228,11 @@ def _first_line(err: BaseException) -> str:
     return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
 
 
-def save_result(path: str | Path, result: Any, data: Any) -> Path:
+def save_result(path: str | Path, result: Any, data: Any, model_spec: Mapping[str, Any] | None = None) -> Path:
     """Save the model of a ``TrainResult`` trained on ``data`` (``Splits``) as a checkpoint, with the data's class
-    names and preprocessing (when the data came from image files), the run's config and metrics."""
+    names and preprocessing (when the data came from image files), the run's config and metrics. ``model_spec``
+    replaces the run's own model description (e.g. for a ``--backbone`` network)."""
     names = data.train.class_names or [str(k) for k in range(data.n_classes)]
     return save_checkpoint(path, result.model, input_shape=data.input_shape, class_names=list(names),
-                           model_spec=result.config["model"], preprocess=data.info.get("preprocess"),
+                           model_spec=model_spec or result.config["model"], preprocess=data.info.get("preprocess"),
                            config=result.config, metrics=result.metrics)

@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("data_dir", metavar="DATA_DIR", help="the dataset folder")
     p.add_argument("--method", default="two_stage", help="registered method (explearn list methods; default two_stage)")
     p.add_argument("--model", default="small_resnet", help="registered model (default small_resnet)")
+    p.add_argument("--backbone", default=None, metavar="MODULE:FUNCTION",
+                   help="your own network instead of --model: FUNCTION(n_classes) returns an nn.Module from images "
+                        "to logits (the current folder is importable); needs --feature-layer")
+    p.add_argument("--feature-layer", default=None, metavar="NAME",
+                   help="with --backbone: the submodule where f ends (a name from named_modules(), e.g. layer3); "
+                        "the mapping layer (conv1x1) is inserted after it")
     p.add_argument("--out", default="model.pt", help="checkpoint file to write (default model.pt)")
     p.add_argument("--image-size", default=None, metavar="HxW",
                    help="resize every image and mask to H x W pixels (e.g. 96x128, or 64 for 64x64); default: keep "
@@ -96,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file")
     p.add_argument("images", metavar="IMAGES", nargs="+", help="image files or folders of images")
     p.add_argument("--out", default=None, help="CSV file to write (default: print to standard output)")
+    p.add_argument("--backbone", default=None, metavar="MODULE:FUNCTION",
+                   help="for a checkpoint trained with `fit --backbone`: the same function, to rebuild the network")
     p.set_defaults(run=_cmd_predict)
 
     p = sub.add_parser("explain", help="attribution overlays of images as PNG, with the mask when there is one",
@@ -111,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--attribution", default="input_gradient", choices=["input_gradient", "gradcam"],
                    help="input_gradient: |d log p_predicted / dx| (the attribution of the align metric); gradcam: "
                         "Grad-CAM on the mapped features, upsampled (default input_gradient)")
+    p.add_argument("--backbone", default=None, metavar="MODULE:FUNCTION",
+                   help="for a checkpoint trained with `fit --backbone`: the same function, to rebuild the network")
     p.set_defaults(run=_cmd_explain)
 
     p = sub.add_parser("reproduce", help="run a collection of experiment specs end to end and write a report",
@@ -125,6 +135,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", "--study", dest="only", action="append", metavar="NAME",
                    help="run only this spec / study (repeatable)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core; 0: none)")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="train on the Dask scheduler at ADDRESS (tcp://HOST:PORT) instead of local worker processes; "
+                        "default: $EXPLEARN_CLUSTER, else the collection's _defaults.toml 'cluster' entry, else local "
+                        "('local' forces local processes)")
     p.set_defaults(run=_cmd_reproduce)
 
     p = sub.add_parser("report", help="re-render a report from its stored runs, without training",
@@ -221,23 +235,35 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     options = parse_assignments(args.data, "--data")
     if args.image_size:
         options["image_size"] = _image_size(args.image_size)
+    if (args.backbone is None) != (args.feature_layer is None):
+        raise ConfigError("--backbone and --feature-layer go together: name your network's function and the layer "
+                          "where its features f end")
     data = load_folder(args.data_dir, seed=args.data_seed, **options)
+    model, spec, model_name = args.model, None, args.model
+    if args.backbone:
+        import torch
+
+        from explearn.models.factory import backbone_model
+
+        torch.manual_seed(args.seed)  # the run seed initialises the user's network as it does a registered model
+        model, spec = backbone_model(args.backbone, data.n_classes, args.feature_layer, data.input_shape)
+        model_name = f"{args.backbone} split at {args.feature_layer}"
     counts = {name: len(ds) for name, ds in data.eval_splits().items()}
     print(f"{args.data_dir}: classes {', '.join(data.train.class_names)}; images per split {counts}; "
           f"masks on {int(data.train.has_mask.sum())} of {len(data.train)} training images")
     result = train(
-        data, args.method, args.seed, hparams=parse_assignments(args.hp, "--hp"), model=args.model,
+        data, args.method, args.seed, hparams=parse_assignments(args.hp, "--hp"), model=model,
         model_options=parse_assignments(args.model_opt, "--model-opt"), epochs=args.epochs,
         batch_size=args.batch_size, select=args.select, device=args.device, quiet=args.quiet,
     )
     m = result.metrics
-    print(f"{args.method} with {args.model}, epoch {m['selected_epoch']} selected ({args.select}):")
+    print(f"{args.method} with {model_name}, epoch {m['selected_epoch']} selected ({args.select}):")
     for split in ("val", "test"):
         print(f"  {split:5s} acc {m[f'{split}/acc']:.3f}  balanced_acc {m[f'{split}/balanced_acc']:.3f}  "
               f"align {m[f'{split}/align']:.3f}  " + "  ".join(
                   f"recall[{name}] {m[f'{split}/acc_class{k}']:.3f}" for k, name in enumerate(data.train.class_names)))
     print(f"  {m['time/total_s']:.1f} s in all on {result.config['device']}")
-    print(f"wrote {save_result(args.out, result, data)}")
+    print(f"wrote {save_result(args.out, result, data, spec)}")
     return 0
 
 
@@ -260,7 +286,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from explearn.checkpoint import load_checkpoint
     from explearn.inference import image_files, predict_images, predictions_csv
 
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_checkpoint(args.checkpoint, backbone=args.backbone)
     text = predictions_csv(predict_images(ckpt, image_files(args.images)), ckpt.class_names)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -278,7 +304,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from explearn.checkpoint import load_checkpoint
     from explearn.inference import explain_images, image_files
 
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_checkpoint(args.checkpoint, backbone=args.backbone)
     records = explain_images(ckpt, image_files(args.images), args.out, args.masks, args.attribution)
     with open(Path(args.out) / "explanations.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(records[0]))
@@ -297,7 +323,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from explearn.reproduce import reproduce
 
     out = args.out or str(Path("reports") / Path(args.collection).name)
-    summaries, outcome = reproduce(args.collection, args.preset, out, args.workers, args.only)
+    summaries, outcome = reproduce(args.collection, args.preset, out, args.workers, args.only, cluster=args.cluster)
     for summary in summaries:
         print(summary.read_text())
     for run_id, text in outcome.failed.items():

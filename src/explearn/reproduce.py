@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from explearn.search import candidate_key, candidates, choose
-from explearn.specs import ExperimentSpec, Setting, experiments_dir, load_specs
+from explearn.specs import ExperimentSpec, Setting, collection_cluster, experiments_dir, load_specs
 from explearn.sweep import RunSpec, RunStore, SweepOutcome, run_sweep
 
 SEARCH_SEED_OFFSET = 1000  # search seeds are 1000, 1001, ...: never the evaluation seeds
+CLUSTER_ENV = "EXPLEARN_CLUSTER"  # a Dask scheduler address, used when no cluster is passed
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def plan_eval(spec: ExperimentSpec, chosen: dict) -> list[Planned]:
 
 def reproduce(collection: str = "paper", preset: str = "quick", out: str | Path = "reports/paper",
               workers: int | None = None, only: list[str] | None = None,
-              log: Callable[[str], None] = print) -> tuple[list[Path], SweepOutcome]:
+              log: Callable[[str], None] = print, cluster: str | None = None) -> tuple[list[Path], SweepOutcome]:
     """Run the specs of ``collection`` at ``preset`` into ``out`` and render the report(s).
 
     Every run of every spec goes through one search sweep and one evaluation sweep into ``out/runs``, so runs
@@ -152,10 +153,16 @@ def reproduce(collection: str = "paper", preset: str = "quick", out: str | Path 
         out: the report folder; runs are stored in ``out/runs`` and reused by later calls.
         workers: worker processes (default one per core; 0 = in this process).
         only: names of the specs to run (default all).
+        cluster: address of a Dask scheduler to train on (``tcp://host:port``), or "local" for local worker
+            processes; default: ``$EXPLEARN_CLUSTER``, else the ``cluster`` entry of the collection's
+            ``_defaults.toml``, else local processes. Where runs train changes no run id and no result.
 
     Returns:
         The paths of the ``summary.md`` files written and the outcome of the sweeps (failed runs with their
         tracebacks).
+
+    Raises:
+        ClusterError: the cluster cannot be used (finished runs stay stored; a relaunch resumes).
     """
     from explearn.report import render
 
@@ -165,17 +172,20 @@ def reproduce(collection: str = "paper", preset: str = "quick", out: str | Path 
     store = RunStore(out / "runs")
     start = time.perf_counter()
     reports = _reports(out, specs)
+    cluster = resolve_cluster(cluster, folder)
+    if cluster:
+        log(f"training on the Dask scheduler at {cluster}")
 
     search = [p for spec in specs for p in plan_search(spec)]
     _write_manifests(out, reports, folder, preset, search, {}, [], None)
     log(f"search: {len({p.run.run_id for p in search})} runs")
-    first = run_sweep([p.run for p in search], store, workers, _progress(log, "search"))
+    first = run_sweep([p.run for p in search], store, workers, _progress(log, "search"), cluster)
     chosen, table = choose_all(specs, search, store)
 
     evaluation = [p for spec in specs for p in plan_eval(spec, chosen)]
     _write_manifests(out, reports, folder, preset, search + evaluation, chosen, table, None)
     log(f"evaluation: {len({p.run.run_id for p in evaluation})} runs")
-    second = run_sweep([p.run for p in evaluation], store, workers, _progress(log, "evaluation"))
+    second = run_sweep([p.run for p in evaluation], store, workers, _progress(log, "evaluation"), cluster)
 
     outcome = SweepOutcome(first.trained + second.trained, first.skipped + second.skipped,
                            {**first.failed, **second.failed})
@@ -187,6 +197,14 @@ def reproduce(collection: str = "paper", preset: str = "quick", out: str | Path 
     log(f"{len(outcome.trained)} runs trained, {len(outcome.skipped)} reused, {len(outcome.failed)} failed "
         f"in {seconds:.0f} s")
     return summaries, outcome
+
+
+def resolve_cluster(cluster: str | None, folder: Path) -> str | None:
+    """The scheduler address to train on, None for local processes: ``cluster`` if given ("local" means local),
+    else ``$EXPLEARN_CLUSTER``, else the collection's ``_defaults.toml``."""
+    if cluster is None:
+        cluster = os.environ.get(CLUSTER_ENV) or collection_cluster(folder)
+    return None if not cluster or cluster.strip().lower() == "local" else cluster.strip()
 
 
 def _reports(out: Path, specs: list[ExperimentSpec]) -> dict[Path, list[ExperimentSpec]]:

@@ -3,6 +3,7 @@
 A folder of specs (``experiments/paper/``) may hold a ``_defaults.toml`` whose keys every spec inherits; a spec's
 own keys win (tables are merged key by key, an empty table clears, everything else is replaced), and a preset
 (``[presets.quick]``) is merged on top in the same way. The format is documented in ``experiments/README.md``.
+Only ``_defaults.toml`` may also name the Dask scheduler the collection trains on (``cluster``; no spec key).
 """
 
 from __future__ import annotations
@@ -124,7 +125,12 @@ def load_spec(path: str | Path, preset: str = "quick") -> ExperimentSpec:
     check(preset in PRESETS, str(path), f"unknown preset {preset!r}; presets are {', '.join(PRESETS)}")
     defaults_path = path.parent / "_defaults.toml"
     raw = _read(defaults_path) if defaults_path.is_file() and defaults_path != path else {}
-    raw = _merge(raw, _read(path))
+    raw.pop("cluster", None)  # where the collection runs, not what a run is: never in a spec or a run id
+    own = _read(path)
+    check("cluster" not in own or path == defaults_path, str(path),
+          "'cluster' (where runs train) belongs in the folder's _defaults.toml")
+    own.pop("cluster", None)
+    raw = _merge(raw, own)
     presets = raw.pop("presets", {})
     _check_keys(raw, str(path))
     if preset in presets:
@@ -170,6 +176,15 @@ def load_specs(folder: str | Path, preset: str = "quick", only: list[str] | None
                 raise ConfigError(f"no experiment {name!r} in {folder}{hint} (known: {', '.join(names)})")
         specs = [s for s in specs if s.name in only]
     return specs
+
+
+def collection_cluster(folder: str | Path) -> str | None:
+    """The Dask scheduler address a collection's ``_defaults.toml`` names (``cluster = "tcp://host:port"``), if
+    any. It says where the collection's runs train, so it is no part of any spec, run configuration or run id."""
+    path = Path(folder) / "_defaults.toml"
+    value = _read(path).get("cluster") if path.is_file() else None
+    check(value is None or isinstance(value, str), str(path), f"cluster must be an address string, got {value!r}")
+    return value or None
 
 
 def experiments_dir(name: str) -> Path:

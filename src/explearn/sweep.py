@@ -1,23 +1,30 @@
-"""Run many training runs, in parallel worker processes, into a store that survives interruption.
+"""Run many training runs, in parallel worker processes or on a Dask cluster, into a store that survives interruption.
 
 Each run is a ``RunSpec``: its full configuration, with every default filled in, hashed into a ``run_id``. The
 store keeps one folder per run id; a run counts as finished only once its ``done`` marker exists, and its result
 is written to a temporary file and renamed before the marker is written, so a sweep killed at any moment leaves
 no half-written record and loses no finished run. A relaunched sweep skips every finished run. A run that raises
 is recorded with its traceback (``error.txt``) and retried by the next launch; the others go on.
+
+Both backends, local worker processes and a Dask scheduler (``explearn.cluster``), run the same task,
+``execute_group``: it trains a few runs and returns each one's record as JSON text, or its traceback. Only the
+process that launched the sweep writes the store, as results arrive, so workers need no shared filesystem. A
+worker that dies takes only its unfinished runs with it: they are trained again elsewhere.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import functools
 import json
 import multiprocessing
 import os
+import threading
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Generator, Iterable, Iterator, Mapping
 
 from explearn.config import config_hash, from_dict, to_dict
 
@@ -99,9 +106,13 @@ class RunStore:
         return sorted(p.name for p in self.root.glob("*/done")) if self.root.is_dir() else []
 
     def save(self, run: RunSpec, result: Mapping[str, Any]) -> None:
+        self.save_record(run, record_json(run, result))
+
+    def save_record(self, run: RunSpec, record: str) -> None:
+        """Store a finished run's record, the JSON text made by ``record_json`` (as ``execute_group`` returns it)."""
         folder = self.path(run.run_id)
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(folder / "result.json", json.dumps({"run": run.config(), **result}))
+        _atomic_write(folder / "result.json", record)
         (folder / "error.txt").unlink(missing_ok=True)
         _atomic_write(folder / "done", "")
 
@@ -121,19 +132,32 @@ class SweepOutcome:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+#: What a task returns per run: (run id, the record as JSON text or None, the traceback or None).
+RunResult = tuple[str, str | None, str | None]
+#: Local worker pools that may break (a worker process died) before the runs still pending count as failed.
+POOL_RESTARTS = 3
+
+
 def run_sweep(runs: Iterable[RunSpec], store: RunStore, workers: int | None = None,
-              progress: Callable[[int, int], None] | None = None) -> SweepOutcome:
+              progress: Callable[[int, int], None] | None = None, cluster: str | None = None) -> SweepOutcome:
     """Train every run that is not finished in ``store``.
 
     Args:
         runs: the runs (duplicates, by run id, are trained once).
-        store: where results go.
-        workers: worker processes; default one per CPU core; 0 trains in this process (no parallelism). Every
-            run uses one torch thread, so results do not depend on the number of workers.
+        store: where results go; only this process writes it, as each result arrives.
+        workers: local worker processes; default one per CPU core; 0 trains in this process (no parallelism).
+            Every run uses one torch thread, so results do not depend on the number of workers. Unused with
+            ``cluster``.
         progress: called as ``progress(finished_so_far, total_to_train)`` after each run.
+        cluster: address of a Dask scheduler (``tcp://host:port``) to train on instead of local processes
+            (see ``explearn.cluster``); None or "" for local processes.
 
     Returns:
         A ``SweepOutcome``. Failed runs do not stop the sweep; their tracebacks are in the outcome and the store.
+
+    Raises:
+        ClusterError: the scheduler cannot be reached, ``distributed`` is not installed, or the workers cannot
+            import explearn (runs finished before are stored).
     """
     unique = {r.run_id: r for r in runs}
     outcome = SweepOutcome()
@@ -143,75 +167,136 @@ def run_sweep(runs: Iterable[RunSpec], store: RunStore, workers: int | None = No
             outcome.skipped.append(run_id)
         else:
             todo.append(run)
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    groups = _group_by_data(todo)
-    count = 0
-    if workers == 0 or len(todo) <= 1:
-        for group in groups:
-            for run_id, error in _execute_group(group, str(store.root), threads=1):
-                count += 1
-                _note(outcome, run_id, error, count, len(todo), progress)
+    if not todo:  # nothing to train: no workers started, no scheduler contacted
         return outcome
-    # small tasks (at most 4 runs, at most a quarter of a worker's share) balance the load and report progress
-    # often; the runs of one dataset stay together, and a worker keeps its last datasets in memory
-    size = max(1, min(4, len(todo) // (workers * 4)))
-    groups = [group[i:i + size] for group in groups for i in range(0, len(group), size)]
-    ctx = multiprocessing.get_context("spawn")  # no fork: torch's thread pools do not survive it
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = [pool.submit(_execute_group, group, str(store.root), 1) for group in groups]
-        for future in cf.as_completed(futures):
-            for run_id, error in future.result():
-                count += 1
-                _note(outcome, run_id, error, count, len(todo), progress)
+    if cluster:
+        from explearn.cluster import cluster_results
+
+        results = cluster_results(todo, cluster)
+    else:
+        results = _local_results(todo, (os.cpu_count() or 1) if workers is None else workers)
+    stored: set[str] = set()
+    with contextlib.closing(results):  # an error here shuts the workers or the client down at once
+        for run_id, record, error in results:
+            if run_id not in unique or run_id in stored:  # each run is written once, whatever a backend repeats
+                continue
+            stored.add(run_id)
+            if error is None:
+                store.save_record(unique[run_id], record)
+                outcome.trained.append(run_id)
+            else:
+                store.save_error(unique[run_id], error)
+                outcome.failed[run_id] = error
+            if progress is not None:
+                progress(len(stored), len(todo))
     return outcome
 
 
-def _note(outcome: SweepOutcome, run_id: str, error: str | None, count: int, total: int, progress) -> None:
-    if error is None:
-        outcome.trained.append(run_id)
-    else:
-        outcome.failed[run_id] = error
-    if progress is not None:
-        progress(count, total)
+def plan_groups(runs: list[RunSpec], slots: int) -> list[list[RunSpec]]:
+    """The tasks of a sweep on ``slots`` parallel workers: runs that share a dataset, in order, in small groups.
 
-
-def _group_by_data(runs: list[RunSpec]) -> list[list[RunSpec]]:
-    """Runs that share a dataset, in order, so that a worker builds the data once (it keeps the last few)."""
+    Small tasks (at most 4 runs, at most a quarter of a worker's share) balance the load and report progress
+    often; the runs of one dataset stay together, and a worker keeps its last datasets in memory.
+    """
     groups: dict[str, list[RunSpec]] = {}
     for run in runs:
         key = json.dumps([run.dataset, run.data_seed, dict(run.data_options)], sort_keys=True)
         groups.setdefault(key, []).append(run)
-    return list(groups.values())
+    size = max(1, min(4, len(runs) // (max(1, slots) * 4)))
+    return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
 
 
-def _execute_group(group: list[RunSpec], root: str, threads: int) -> list[tuple[str, str | None]]:
-    """Train each run of a group and store it at once; returns (run id, traceback or None) per run.
+def execute_group(group: list[RunSpec]) -> list[RunResult]:
+    """Train each run of a group; the task of every backend. Writes nothing: the caller stores the results.
 
-    Every run uses ``threads`` torch threads (sweeps use 1): float sums are split differently with another
-    thread count, so a fixed count makes a stored run bit-identical to a rerun whatever the number of workers.
+    Returns:
+        Per run, in order: (run id, its record as JSON text, None), or (run id, None, traceback) if it raised.
+        A failing run is caught here, so the task itself succeeds and no scheduler retries it.
+
+    Every run uses one torch thread: float sums are split differently with another thread count, so a fixed count
+    makes a stored run bit-identical to a rerun whatever the number of workers or the backend.
     """
+    out: list[RunResult] = []
+    with _one_torch_thread():
+        for run in group:
+            try:
+                out.append((run.run_id, record_json(run, run.execute().to_json()), None))
+            except Exception:  # noqa: BLE001 - a failing run is reported, the sweep goes on
+                out.append((run.run_id, None, traceback.format_exc()))
+    return out
+
+
+def record_json(run: RunSpec, result: Mapping[str, Any]) -> str:
+    """The stored record of a finished run: its configuration and its ``TrainResult.to_json()``, as JSON text."""
+    return json.dumps({"run": run.config(), **result})
+
+
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_before = 1
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """One torch thread while inside; the count from before is restored when the last concurrent user leaves (a
+    Dask worker with several threads runs several groups at once in one process)."""
     import torch
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    global _threads_users, _threads_before
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+        _threads_users += 1
+        torch.set_num_threads(1)  # in every entering thread: OpenMP keeps the setting per thread
     try:
-        return _execute_runs(group, RunStore(root))
+        yield
     finally:
-        torch.set_num_threads(previous)
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_before)
 
 
-def _execute_runs(group: list[RunSpec], store: RunStore) -> list[tuple[str, str | None]]:
-    out = []
-    for run in group:
-        try:
-            result = run.execute()
-            store.save(run, result.to_json())
-            out.append((run.run_id, None))
-        except Exception:  # noqa: BLE001 - a failing run is reported, the sweep goes on
-            text = traceback.format_exc()
-            store.save_error(run, text)
-            out.append((run.run_id, text))
-    return out
+def _local_results(todo: list[RunSpec], workers: int) -> Iterator[RunResult]:
+    """Results of ``execute_group`` over the sweep's groups, in this process or a pool of ``workers``."""
+    if workers == 0 or len(todo) <= 1:
+        for group in plan_groups(todo, 1):
+            yield from execute_group(group)
+        return
+    pending = plan_groups(todo, workers)
+    for _ in range(POOL_RESTARTS + 1):
+        lost = yield from _pool_results(pending, workers)
+        if not lost:
+            return
+        pending = lost  # a worker process died: its pool is gone; the groups it had not returned go again
+    text = (f"a local worker process died during each of {POOL_RESTARTS + 1} attempts while these runs were "
+            "pending (killed, out of memory, or a crash in native code); they are retried by the next launch\n")
+    for group in pending:
+        for run in group:
+            yield run.run_id, None, text
+
+
+def _pool_results(groups: list[list[RunSpec]], workers: int) -> Generator[RunResult, None, list[list[RunSpec]]]:
+    """Run ``groups`` in a fresh pool of spawned processes, yielding results as they arrive; returns the groups
+    lost because a worker process died (the pool then stops every worker)."""
+    ctx = multiprocessing.get_context("spawn")  # no fork: torch's thread pools do not survive it
+    pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(groups)), mp_context=ctx)
+    lost = []
+    try:
+        futures = {pool.submit(execute_group, group): group for group in groups}
+        for future in cf.as_completed(futures):
+            try:
+                results = future.result()
+            except cf.process.BrokenProcessPool:
+                lost.append(futures[future])
+                continue
+            except Exception:  # noqa: BLE001 - the task itself failed (e.g. a run that cannot be pickled)
+                text = traceback.format_exc()
+                results = [(run.run_id, None, text) for run in futures[future]]
+            yield from results
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return lost
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -116,5 +116,17 @@ def test_train_builds_small_resnet_by_name(tiny):
                    epochs=1, quiet=True, device="cpu")
     assert result.config["model"] == {"name": "small_resnet", "options": {
         "widths": [4, 8], "blocks": 1, "feature_stages": None, "mapping": "conv1x1", "mapping_hidden": 256,
-        "mapping_depth": 1, "norm": "batch"}}
+        "mapping_depth": 1, "norm": "batch", "downsample": "pool"}}
     assert 0.0 <= result.metrics["test/acc"] <= 1.0
+
+
+@pytest.mark.parametrize("downsample", ["pool", "stride"])
+def test_both_downsampling_modes_halve_the_same_way(downsample):
+    net = small_resnet((3, 72, 96), 2, SmallResNetOptions(downsample=downsample))
+    assert net.features(torch.zeros(2, 3, 72, 96)).shape == (2, 64, 9, 12)
+    strides = [m.stride for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    pools = [m for m in net.modules() if isinstance(m, torch.nn.AvgPool2d)]
+    if downsample == "pool":  # no strided conv: every pixel reaches the features through an average
+        assert all(s == (1, 1) for s in strides) and len(pools) == 1 + 2 * 2
+    else:
+        assert (2, 2) in strides and not pools

@@ -115,9 +115,15 @@ def masked_input(x: torch.Tensor, mask: torch.Tensor, fill: float) -> torch.Tens
     return x * mask + fill * (1.0 - mask)
 
 
+def label_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of logits (B, K) against labels (B,): the label loss of every method (a pure function of
+    the logits, so that the seed-vectorised trainer, ``explearn.vectorized``, computes it the same way)."""
+    return F.cross_entropy(logits, y)
+
+
 def cross_entropy(model: nn.Module, batch: Batch) -> torch.Tensor:
     """Mean cross-entropy of the model on the batch's labels."""
-    return F.cross_entropy(logits(model, batch.x), batch.y)
+    return label_loss(logits(model, batch.x), batch.y)
 
 
 def grad_norm(params: list[nn.Parameter]) -> float:

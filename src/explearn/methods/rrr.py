@@ -6,12 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from explearn.config import check, setting
 from explearn.explain.gradients import input_gradients
-from explearn.methods.base import METHODS, Batch, Method, OptimHParams, step, wrong_reasons
+from explearn.methods.base import METHODS, Batch, Method, OptimHParams, label_loss, step, wrong_reasons
 from explearn.models.base import logits
 
 
@@ -39,6 +38,18 @@ def rrr_penalty(model: nn.Module, x: torch.Tensor, wrong: torch.Tensor) -> torch
     return (wrong * grad).pow(2).flatten(1).sum(1)
 
 
+def rrr_objective(ce: torch.Tensor, penalty: torch.Tensor, has: torch.Tensor,
+                  lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """RRR's loss from the cross-entropy and the per-sample penalties: CE + lam * (sum of the penalties of the
+    samples with a mask) / batch size. Returns (loss, mean penalty).
+
+    Shape:
+        ce scalar, penalty (B,) (``rrr_penalty``), has (B,) bool -> two scalars
+    """
+    penalty = (penalty * has).sum() / penalty.shape[0]  # samples without a mask: no penalty
+    return ce + lam * penalty, penalty
+
+
 @METHODS.register("rrr")
 class RRR(Method):
     """CE + lam * mean over samples with a mask of sum(W * d/dx sum_k log p_k)^2 (Ross et al. 2017), W the
@@ -53,10 +64,8 @@ class RRR(Method):
         self.optimizer = self.make_optimizer(self.params, hparams.lr)
 
     def update(self, batch: Batch) -> dict[str, float]:
-        ce = F.cross_entropy(logits(self.model, batch.x), batch.y)
+        ce = label_loss(logits(self.model, batch.x), batch.y)
         wrong, has = wrong_reasons(batch)
-        penalty = rrr_penalty(self.model, batch.x, wrong)
-        penalty = (penalty * has).sum() / batch.x.shape[0]  # samples without a mask: no penalty
-        loss = ce + self.hparams.lam * penalty
+        loss, penalty = rrr_objective(ce, rrr_penalty(self.model, batch.x, wrong), has, self.hparams.lam)
         norm = step(self.optimizer, loss, self.params)
         return {"ce": ce.item(), "rrr_penalty": penalty.item(), "grad_norm": norm}

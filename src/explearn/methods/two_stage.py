@@ -89,6 +89,25 @@ class AlternationSchedule:
         return (batch_index + 1) % self.block == 0 or batch_index + 1 == self.batches_per_epoch
 
 
+def alignment_target(model: nn.Module, x: torch.Tensor, mask: torch.Tensor, fill: float) -> torch.Tensor:
+    """Stage 2's target: f(x') with x' = x * e + fill * (1 - e), the features of the reasons alone, in eval mode
+    (no BN updates) and without gradient. Shape: x (B, C, H, W), mask (B, 1|C, H, W) -> f's output (B, ...)."""
+    with torch.no_grad(), eval_mode(model):
+        return model.features(masked_input(x, mask, fill))
+
+
+def mapped_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Stage 2's prediction: m(f(x)) with gradients reaching m only (f in eval mode, without gradient)."""
+    with torch.no_grad(), eval_mode(model.features):
+        z = model.features(x)
+    return model.mapping(z)
+
+
+def own_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Stage 2's prediction without a mapping layer: f(x), with gradients reaching f."""
+    return model.features(x)
+
+
 @METHODS.register("two_stage")
 class TwoStage(Method):
     """The paper's two-stage method: cross-entropy on f, m, c; then feature misalignment on m alone."""
@@ -97,6 +116,8 @@ class TwoStage(Method):
     uses_masks = True
     #: which part stage 2 trains
     stage_two_part = "mapping"
+    #: stage 2's prediction as a function of (model, x); gradients reach ``stage_two_part`` only
+    stage_two_features = staticmethod(mapped_features)
 
     def __init__(self, model: nn.Module, hparams: TwoStageHParams, batches_per_epoch: int) -> None:
         super().__init__(model, hparams, batches_per_epoch)
@@ -136,17 +157,14 @@ class TwoStage(Method):
         if self.stage_two_optimizer is None or not bool(keep.any()):
             return {}
         x, mask = batch.x[keep], right[keep]
-        with torch.no_grad(), eval_mode(self.model):  # the target: features of the reasons alone, no BN updates
-            target = self.model.features(masked_input(x, mask, self.hparams.fill))
+        target = alignment_target(self.model, x, mask, self.hparams.fill)
         loss = self.align(self.stage_two_prediction(x), target)
         norm = step(self.stage_two_optimizer, loss, self.stage_two_params)
         return {"align_loss": loss.item(), "grad_norm_stage2": norm}
 
     def stage_two_prediction(self, x: torch.Tensor) -> torch.Tensor:
-        """m(f(x)) with gradients reaching m only."""
-        with torch.no_grad(), eval_mode(self.model.features):
-            z = self.model.features(x)
-        return self.model.mapping(z)
+        """Stage 2's prediction on this model, m(f(x)) with gradients reaching m only (``stage_two_features``)."""
+        return self.stage_two_features(self.model, x)
 
     def _flush(self) -> dict[str, float]:
         logs = [self.stage_two(b) for b in self._pending]
@@ -161,10 +179,8 @@ class TwoStageNoMapping(TwoStage):
     the feature extractor f instead, with loss KL(softmax(f(x')) || softmax(f(x)))."""
 
     stage_two_part = "features"
+    stage_two_features = staticmethod(own_features)
 
     def __init__(self, model: nn.Module, hparams: TwoStageHParams, batches_per_epoch: int) -> None:
         model.mapping = IdentityMapping()
         super().__init__(model, hparams, batches_per_epoch)
-
-    def stage_two_prediction(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.features(x)

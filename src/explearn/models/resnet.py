@@ -1,5 +1,5 @@
-"""A small residual network for RGB photos larger than the toy 32x32 images (e.g. dermoscopy at 72x96): a strided
-stem and the first ``feature_stages`` stages of basic residual blocks form f, then a mapping layer m, then the
+"""A small residual network for RGB photos larger than the toy 32x32 images (e.g. dermoscopy at 72x96): a
+downsampling stem and the first ``feature_stages`` stages of basic residual blocks form f, then a mapping layer m, then the
 remaining stages, global average pooling and a linear layer form the classifier c."""
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ class SmallResNetOptions:
     mapping_hidden: int = setting(256, "hidden width of the mlp mapping layer")
     mapping_depth: int = setting(1, "hidden layers of the mlp mapping layer")
     norm: Norm = setting("batch", f"normalisation after each conv: batch, group (gcd(C, {GROUPS}) groups) or none")
+    downsample: Literal["pool", "stride"] = setting(
+        "pool", "how the stem and each later stage halve H and W: pool = 2x2 average pooling before a stride-1 conv "
+        "(every pixel gets an input gradient), stride = stride-2 convs (cheaper; input gradients show a grid)"
+    )
 
     def __post_init__(self) -> None:
         where = "model 'small_resnet'"
@@ -79,17 +83,20 @@ class BasicBlock(nn.Module):
         (B, c_in, H, W) -> (B, c_out, ceil(H / stride), ceil(W / stride))
     """
 
-    def __init__(self, c_in: int, c_out: int, stride: int, norm: Norm) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, norm: Norm, downsample: str = "pool") -> None:
         super().__init__()
-        self.conv1 = conv3x3(c_in, c_out, stride, norm)
+        pool = stride != 1 and downsample == "pool"
+        self.conv1 = (nn.Sequential(avg_pool(stride), conv3x3(c_in, c_out, 1, norm)) if pool
+                      else conv3x3(c_in, c_out, stride, norm))
         self.norm1 = norm_layer(norm, c_out)
         self.conv2 = conv3x3(c_out, c_out, 1, norm)
         self.norm2 = norm_layer(norm, c_out)
         self.relu = nn.ReLU()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=norm == "none"),
-                                          norm_layer(norm, c_out))
+            self.shortcut = nn.Sequential(
+                avg_pool(stride) if pool else nn.Identity(),
+                nn.Conv2d(c_in, c_out, 1, stride=1 if pool else stride, bias=norm == "none"), norm_layer(norm, c_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.norm1(self.conv1(x)))
@@ -97,10 +104,14 @@ class BasicBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
-def stage(c_in: int, c_out: int, blocks: int, stride: int, norm: Norm) -> nn.Sequential:
+def stage(c_in: int, c_out: int, blocks: int, stride: int, norm: Norm, downsample: str = "pool") -> nn.Sequential:
     """``blocks`` basic blocks; the first one changes the width and applies the stride."""
-    return nn.Sequential(*[BasicBlock(c_in if i == 0 else c_out, c_out, stride if i == 0 else 1, norm)
+    return nn.Sequential(*[BasicBlock(c_in if i == 0 else c_out, c_out, stride if i == 0 else 1, norm, downsample)
                            for i in range(blocks)])
+
+
+def avg_pool(stride: int) -> nn.Module:
+    return nn.AvgPool2d(stride, ceil_mode=True) if stride > 1 else nn.Identity()
 
 
 def init_weights(net: nn.Module) -> None:
@@ -129,8 +140,11 @@ def small_resnet(input_shape: tuple[int, int, int], n_classes: int,
                  options: SmallResNetOptions | None = None) -> ExplainableNet:
     """Build the small ResNet for images of shape (C, H, W) and ``n_classes`` classes.
 
-    The stem (3x3 conv, stride 2, norm, ReLU) halves H and W cheaply before any full-resolution block runs; stage 1
-    keeps the size and each later stage halves it again.
+    The stem (3x3 conv, norm, ReLU, 2x2 average pooling) halves H and W before any residual block runs; stage 1
+    keeps the size and each later stage halves it again. Halving by average pooling before a stride-1 conv rather
+    than by a stride-2 3x3 conv (``downsample="stride"``) costs about 1.3x the time per epoch but gives every input
+    pixel a share of the gradient: with strides, input-gradient maps of a trained model show a grid of period 8
+    (74 % of their spectral energy on PH2, against 0.4 % with pooling).
 
     Args:
         input_shape: (C, H, W) of one image.
@@ -147,8 +161,14 @@ def small_resnet(input_shape: tuple[int, int, int], n_classes: int,
     """
     opts = options or SmallResNetOptions()
     w = opts.widths
-    stem = nn.Sequential(conv3x3(input_shape[0], w[0], 2, opts.norm), norm_layer(opts.norm, w[0]), nn.ReLU())
-    stages = [stage(w[max(i - 1, 0)], width, opts.blocks, 1 if i == 0 else 2, opts.norm) for i, width in enumerate(w)]
+    ds = opts.downsample
+    if ds == "pool":  # conv at full resolution, then average: every input pixel gets a gradient (no 8-pixel grid)
+        stem = nn.Sequential(conv3x3(input_shape[0], w[0], 1, opts.norm), norm_layer(opts.norm, w[0]), nn.ReLU(),
+                             avg_pool(2))
+    else:
+        stem = nn.Sequential(conv3x3(input_shape[0], w[0], 2, opts.norm), norm_layer(opts.norm, w[0]), nn.ReLU())
+    stages = [stage(w[max(i - 1, 0)], width, opts.blocks, 1 if i == 0 else 2, opts.norm, ds)
+              for i, width in enumerate(w)]
     k = opts.n_feature_stages
     features = nn.Sequential(stem, *stages[:k])
     classifier = nn.Sequential(*stages[k:], nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w[-1], n_classes))

@@ -1,0 +1,122 @@
+"""Train a sweep's runs on a Dask distributed cluster instead of local worker processes.
+
+The task is the local one, ``sweep.execute_group``: a few runs trained with one torch thread, returned as JSON
+records or tracebacks. The client streams them back into its own ``RunStore`` as they finish, so workers need
+explearn (and ``EXPLEARN_DATA`` for real datasets) but no filesystem shared with the client.
+
+Failures:
+  - a run that raises is caught inside the task and comes back as its traceback: Dask sees a task that succeeded
+    and never retries it; the sweep records it and goes on (the next launch retries it);
+  - a worker that dies (killed, out of memory, machine lost) takes its tasks with it: the scheduler reschedules
+    them on the other workers. A task that was on more than ``distributed.scheduler.allowed-failures`` (Dask's
+    default: 3) workers that died is given up (``KilledWorker``): its runs are recorded as failed, the sweep
+    goes on;
+  - ``retries=0``: a task that fails for another reason is not retried either; its runs are recorded as failed.
+Before anything is submitted, every worker must import the client's explearn version (else ``ClusterError``).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import traceback
+import uuid
+import warnings
+from typing import Iterator
+
+from explearn.errors import ConfigError
+from explearn.sweep import RunResult, RunSpec, execute_group, plan_groups
+
+#: Seconds to wait for the scheduler, unless ``EXPLEARN_CLUSTER_TIMEOUT`` says otherwise.
+CONNECT_TIMEOUT_S = 10.0
+TIMEOUT_ENV = "EXPLEARN_CLUSTER_TIMEOUT"
+
+
+class ClusterError(ConfigError):
+    """The cluster cannot be used: ``distributed`` is missing, the scheduler cannot be reached, or its workers
+    cannot run explearn. A ``ConfigError``, so the command line reports it as a user error."""
+
+
+def connect(address: str, timeout: float | None = None):
+    """A ``distributed.Client`` of the scheduler at ``address`` (``tcp://host:port``).
+
+    Args:
+        address: the scheduler's address, as ``dask scheduler`` prints it.
+        timeout: seconds to keep trying (default ``$EXPLEARN_CLUSTER_TIMEOUT`` or 10).
+
+    Raises:
+        ClusterError: ``distributed`` is not installed, the address is malformed, or no scheduler answered.
+    """
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ClusterError(f"training on a Dask cluster ({address}) needs the 'distributed' package: "
+                           "pip install 'dask[distributed]'") from None
+    if timeout is None:
+        timeout = float(os.environ.get(TIMEOUT_ENV) or CONNECT_TIMEOUT_S)
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, ValueError, TypeError) as err:
+        reason = f"{type(err).__name__}: {err}"
+    gc.collect()  # the half-built client closes now, not noisily at exit
+    raise ClusterError(f"cannot reach a Dask scheduler at {address!r} within {timeout:g} s ({reason}). Start one "
+                       "with `dask scheduler` and workers with `dask worker ADDRESS`, pass its address as "
+                       f"tcp://HOST:PORT, or raise {TIMEOUT_ENV}")
+
+
+def cluster_results(runs: list[RunSpec], address: str) -> Iterator[RunResult]:
+    """Results of ``execute_group`` over the runs' groups on the scheduler at ``address``, as they finish.
+
+    Raises:
+        ClusterError: the scheduler cannot be reached or lost the tasks, or a worker cannot run explearn.
+    """
+    with connect(address) as client:
+        from distributed import as_completed  # importable: connect succeeded
+
+        check_workers(client, address)
+        slots = sum(client.nthreads().values())  # 0 while no worker has joined: tasks wait for one
+        token = uuid.uuid4().hex[:8]  # this sweep's tasks are its own, even if another client submits the same runs
+        futures = {client.submit(execute_group, group, key=f"explearn_runs-{group[0].run_id}-{token}", retries=0):
+                   group for group in plan_groups(runs, slots)}
+        for future, result in as_completed(futures, loop=client.loop, with_results=True, raise_errors=False):
+            group = futures.pop(future)
+            if future.status == "finished":
+                yield from result
+            elif future.status == "error":  # not a run's exception (caught in the task): the task itself failed
+                typ, exc, tb = result
+                text = "".join(traceback.format_exception(typ, exc, tb))
+                if type(exc).__name__ == "KilledWorker":
+                    text += ("\nthe task's worker died each time Dask ran it (distributed.scheduler.allowed-failures "
+                             "sets how often it tries): these runs may exhaust a worker's memory or crash it\n")
+                yield from ((run.run_id, None, text) for run in group)
+            else:
+                raise ClusterError(f"the scheduler at {address} cancelled the sweep's tasks ({result}); the runs "
+                                   "finished so far are stored, launch again to resume")
+            future.release()
+
+
+def check_workers(client, address: str) -> None:
+    """Every worker of the cluster imports the same explearn version as this process.
+
+    A worker that cannot unpickle a task drops its connection instead of failing the task, so a sweep on workers
+    without explearn would wait for ever. Workers that join later are not checked.
+
+    Raises:
+        ClusterError: a worker cannot import explearn or runs another version.
+    """
+    import explearn
+
+    # the probe is a builtin, so that it reaches a worker without explearn; on_error: collect every failure
+    versions = client.run(eval, "__import__('explearn').__version__", on_error="return")
+    if not versions:
+        warnings.warn(f"the Dask scheduler at {address} has no workers yet: the runs wait for one", stacklevel=3)
+    # any other error (a worker dying right now, a lost connection) is for the scheduler to handle
+    bad = {worker: v for worker, v in versions.items()
+           if isinstance(v, ImportError) or (isinstance(v, str) and v != explearn.__version__)}
+    if bad:
+        worker, version = next(iter(bad.items()))
+        what = (f"cannot import explearn ({type(version).__name__}: {version})" if isinstance(version, BaseException)
+                else f"runs explearn {version}, this process {explearn.__version__}")
+        raise ClusterError(f"{len(bad)} of the {len(versions)} workers of {address} cannot take runs, e.g. {worker} "
+                           f"{what}: install this explearn on every worker, in the environment that runs "
+                           "`dask worker`")
