@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: run reproduce-full ablations benchmarks test test-slow bench clean
+.PHONY: run reproduce-full ablations benchmarks ph2 test test-slow bench bench-quick clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,8 +33,14 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
+ph2: $(STAMP)
+	$(BIN)/explearn reproduce ph2 --preset quick --out reports/ph2-quick
+
 bench: $(STAMP)
-	$(BIN)/python benchmarks/epoch_time.py
+	$(BIN)/explearn bench --json benchmarks/latest.json
+
+bench-quick: $(STAMP)
+	$(BIN)/explearn bench --quick
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

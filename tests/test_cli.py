@@ -39,7 +39,7 @@ def test_mistakes_exit_2_with_a_message(args, message, capsys):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [[], ["list"], ["train"]])
+@pytest.mark.parametrize("command", [[], ["list"], ["train"], ["fit"], ["predict"], ["explain"], ["bench"], ["reproduce"]])
 def test_help_on_every_command(command):
     out = subprocess.run([sys.executable, "-m", "explearn.cli", *command, "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "usage: explearn" in out.stdout

@@ -122,3 +122,53 @@ def test_a_stored_run_reruns_bit_identically(tmp_path):
     finally:
         torch.set_num_threads(previous)
     assert again["history"] == stored["history"] and again["predictions"] == stored["predictions"]
+
+
+def _without_timing(record: dict) -> dict:
+    record = json.loads(record)
+    record["metrics"] = {k: v for k, v in record["metrics"].items() if not k.startswith("time/")}
+    return record
+
+
+def test_seeds_of_one_setting_train_together_and_equal_separate_runs():
+    """An MLP (no convolutions, so stacking pays on a CPU) over three run seeds, each with its own data: one
+    vectorised task, whose records equal those of the runs trained one by one."""
+    from explearn.sweep import execute_group, plan_groups, vectorized_key
+
+    runs = [RunSpec.create("triangles", TINY, s, "two_stage", {}, "mlp", {}, s, epochs=2, curves="val")
+            for s in (0, 1, 2)]
+    assert vectorized_key(runs[0]) is not None and len({vectorized_key(r) for r in runs}) == 1
+    assert vectorized_key(tiny_run()) is None or __import__("torch").cuda.is_available()  # a CNN on CPU: one by one
+    groups = plan_groups(runs, slots=1)
+    assert [len(g) for g in groups] == [3]
+    together = execute_group(groups[0])
+    alone = [execute_group([r])[0] for r in runs]
+    for (rid, record, error), (rid2, record2, error2) in zip(together, alone):
+        assert rid == rid2 and error is None and error2 is None
+        assert json.loads(record)["metrics"]["time/vectorized"] == 3
+        assert _without_timing(record) == _without_timing(record2)
+
+
+def test_a_failing_run_in_a_vectorised_group_is_reported_alone():
+    from explearn.sweep import execute_group
+
+    runs = [RunSpec.create("triangles", TINY, s, "standard", {}, "mlp", {}, s, epochs=1, curves="val") for s in (0, 1)]
+    bad = RunSpec.create("triangles", TINY, 2, "standard", {"lr": 1e-3}, "mlp", {}, 2, epochs=1, curves="val")
+    object.__setattr__(bad, "hparams", {**bad.hparams, "lr": -1.0})  # fails when training starts
+    results = execute_group(runs + [bad])
+    assert [error is None for _, _, error in results] == [True, True, False]
+    assert "lr must be positive" in results[2][2]
+
+
+def test_a_vectorised_group_that_raises_is_trained_run_by_run(monkeypatch):
+    import explearn.vectorized
+    from explearn.sweep import execute_group
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory for the stacked models")
+
+    monkeypatch.setattr(explearn.vectorized, "train_many", broken)
+    runs = [RunSpec.create("triangles", TINY, s, "standard", {}, "mlp", {}, s, epochs=1, curves="val") for s in (0, 1)]
+    results = execute_group(runs)
+    assert [error for _, _, error in results] == [None, None]
+    assert all("time/vectorized" not in json.loads(record)["metrics"] for _, record, _ in results)

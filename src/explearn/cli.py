@@ -99,11 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                        description="Load a checkpoint written by `explearn fit` (weights-only: no code in the file "
                                    "is executed), preprocess each image as in training and print or write "
                                    "image,label,prob_<class>... as CSV.")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file")
-    p.add_argument("images", metavar="IMAGES", nargs="+", help="image files or folders of images")
+    _checkpoint_arguments(p)
     p.add_argument("--out", default=None, help="CSV file to write (default: print to standard output)")
-    p.add_argument("--backbone", default=None, metavar="MODULE:FUNCTION",
-                   help="for a checkpoint trained with `fit --backbone`: the same function, to rebuild the network")
     p.set_defaults(run=_cmd_predict)
 
     p = sub.add_parser("explain", help="attribution overlays of images as PNG, with the mask when there is one",
@@ -112,15 +109,12 @@ def _parser() -> argparse.ArgumentParser:
                                    "(--masks DIR/<stem>.png, else the folder layout's ../masks/<stem>.png), and "
                                    "OUT/explanations.csv with the prediction and the share of attribution inside "
                                    "the mask.")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file")
-    p.add_argument("images", metavar="IMAGES", nargs="+", help="image files or folders of images")
+    _checkpoint_arguments(p)
     p.add_argument("--out", required=True, help="folder for the overlays")
     p.add_argument("--masks", default=None, help="folder of masks (<stem>.png); default: ../masks beside the images")
     p.add_argument("--attribution", default="input_gradient", choices=["input_gradient", "gradcam"],
                    help="input_gradient: |d log p_predicted / dx| (the attribution of the align metric); gradcam: "
                         "Grad-CAM on the mapped features, upsampled (default input_gradient)")
-    p.add_argument("--backbone", default=None, metavar="MODULE:FUNCTION",
-                   help="for a checkpoint trained with `fit --backbone`: the same function, to rebuild the network")
     p.set_defaults(run=_cmd_explain)
 
     p = sub.add_parser("reproduce", help="run a collection of experiment specs end to end and write a report",
@@ -141,6 +135,19 @@ def _parser() -> argparse.ArgumentParser:
                         "('local' forces local processes)")
     p.set_defaults(run=_cmd_reproduce)
 
+    p = sub.add_parser("bench", help="where the time goes: throughput per method, seeds sequential vs vectorised, "
+                                     "FLOP/s against peak, preset wall times",
+                       description="Measure training samples per second of each method on the triangle and "
+                                   "Decoy-MNIST workloads (Decoy-MNIST needs $EXPLEARN_DATA), the cost ratio to "
+                                   "standard, models per minute for S = 1, 10, 30 seeds sequential vs vectorised, "
+                                   "achieved FLOP/s against this machine's peak, and reproduction preset wall "
+                                   "times. Prints a Markdown table and appends it to the benchmark log.")
+    p.add_argument("--quick", action="store_true", help="fewer methods, epochs and repeats: a few minutes")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
+    p.add_argument("--log", default=None, metavar="PATH",
+                   help="the Markdown log to append to (default: benchmarks/LOG.md of the repository)")
+    p.set_defaults(run=_cmd_bench)
+
     p = sub.add_parser("report", help="re-render a report from its stored runs, without training",
                        description="Re-render summary.md, results.csv, search.csv and the figures of a report folder "
                                    "written by `explearn reproduce`, from its manifest and stored runs; a folder "
@@ -148,6 +155,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="the report folder (holds manifest.json), or a folder of such folders")
     p.set_defaults(run=_cmd_report)
     return parser
+
+
+def _checkpoint_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of the commands that use a checkpoint on image files (predict, explain)."""
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file")
+    p.add_argument("images", metavar="IMAGES", nargs="+", help="image files or folders of images")
+    p.add_argument("--backbone", default=None, metavar="MODULE:FUNCTION",
+                   help="for a checkpoint trained with `fit --backbone`: the same function, to rebuild the network")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -331,6 +346,24 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     for summary in summaries:
         print(f"report: {summary}")
     return 1 if outcome.failed else 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from explearn.bench import append_log, markdown, run_bench
+
+    figures = run_bench(quick=args.quick, log=lambda line: print(line, file=sys.stderr))
+    text = markdown(figures)
+    print(text)
+    log = Path(args.log) if args.log else Path(__file__).resolve().parents[2] / "benchmarks" / "LOG.md"
+    append_log(log, text)
+    print(f"appended to {log}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
+        print(f"wrote {args.json}")
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -193,21 +193,72 @@ def run_sweep(runs: Iterable[RunSpec], store: RunStore, workers: int | None = No
 
 
 def plan_groups(runs: list[RunSpec], slots: int) -> list[list[RunSpec]]:
-    """The tasks of a sweep on ``slots`` parallel workers: runs that share a dataset, in order, in small groups.
+    """The tasks of a sweep on ``slots`` parallel workers, in small groups.
 
-    Small tasks (at most 4 runs, at most a quarter of a worker's share) balance the load and report progress
-    often; the runs of one dataset stay together, and a worker keeps its last datasets in memory.
+    Runs that differ only in their seeds and that gain from being trained together (``vectorized_key``) form
+    groups of up to ``VECTOR_GROUP``, trained as one computation; the others are grouped by dataset, so that a
+    worker builds the data once (it keeps the last few). Small tasks (at most 4 runs, at most a quarter of a
+    worker's share) balance the load and report progress often.
     """
     groups: dict[str, list[RunSpec]] = {}
     for run in runs:
-        key = json.dumps([run.dataset, run.data_seed, dict(run.data_options)], sort_keys=True)
+        key = vectorized_key(run)
+        if key is None:
+            key = json.dumps([run.dataset, run.data_seed, dict(run.data_options)], sort_keys=True)
         groups.setdefault(key, []).append(run)
     size = max(1, min(4, len(runs) // (max(1, slots) * 4)))
-    return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]
+    out = []
+    for key, group in groups.items():
+        step = max(size, min(VECTOR_GROUP, -(-len(group) // max(1, slots)))) if key.startswith("vector:") else size
+        out += [group[i:i + step] for i in range(0, len(group), step)]
+    return out
+
+
+#: most runs one task trains together as one vectorised computation (``explearn.vectorized.train_many``)
+VECTOR_GROUP = 10
+
+
+def vectorized_key(run: RunSpec) -> str | None:
+    """What runs trained together share (everything but the run and data seeds), or None when ``run`` is not worth
+    vectorising: its method or model has no vectorised form, or (on a CPU without CUDA) its model convolves, where
+    stacking models is no faster than training them one by one (README, "Speed and scale")."""
+    from explearn.vectorized import vectorizable
+
+    if not vectorizable(run.method, run.model, run.model_options, run.hparams):
+        return None
+    if not _cuda() and _convolves(run.model, json.dumps(dict(run.model_options), sort_keys=True)):
+        return None
+    config = run.config()
+    config.pop("seed")
+    config.pop("data_seed")
+    return "vector:" + json.dumps(config, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@functools.lru_cache(maxsize=32)
+def _convolves(model: str, options_json: str) -> bool:
+    from torch import nn
+
+    from explearn.config import from_dict
+    from explearn.models import MODELS
+
+    builder, options_cls = MODELS.get(model)
+    net = builder((1, 28, 28), 2, from_dict(options_cls, json.loads(options_json), f"model {model!r}"))
+    return any(isinstance(m, nn.Conv2d) for m in net.modules())
 
 
 def execute_group(group: list[RunSpec]) -> list[RunResult]:
     """Train each run of a group; the task of every backend. Writes nothing: the caller stores the results.
+
+    A group of runs that differ only in their seeds (``plan_groups``) trains as one vectorised computation
+    (``explearn.vectorized.train_many``, whose models equal those of separate runs); if that raises, each run is
+    trained alone, so that a failing run is reported by itself.
 
     Returns:
         Per run, in order: (run id, its record as JSON text, None), or (run id, None, traceback) if it raised.
@@ -216,14 +267,30 @@ def execute_group(group: list[RunSpec]) -> list[RunResult]:
     Every run uses one torch thread: float sums are split differently with another thread count, so a fixed count
     makes a stored run bit-identical to a rerun whatever the number of workers or the backend.
     """
-    out: list[RunResult] = []
     with _one_torch_thread():
+        if len(group) > 1 and len({vectorized_key(run) for run in group}) == 1 and vectorized_key(group[0]):
+            try:
+                return _execute_together(group)
+            except Exception:  # noqa: BLE001 - fall back to one run at a time, which reports each failure alone
+                pass
+        out: list[RunResult] = []
         for run in group:
             try:
                 out.append((run.run_id, record_json(run, run.execute().to_json()), None))
             except Exception:  # noqa: BLE001 - a failing run is reported, the sweep goes on
                 out.append((run.run_id, None, traceback.format_exc()))
-    return out
+        return out
+
+
+def _execute_together(group: list[RunSpec]) -> list[RunResult]:
+    from explearn.vectorized import train_many
+
+    first = group[0]
+    datas = [_cached_data(r.dataset, r.data_seed, json.dumps(dict(r.data_options), sort_keys=True)) for r in group]
+    results = train_many(datas, [r.seed for r in group], first.method, hparams=first.hparams, model=first.model,
+                         model_options=first.model_options, epochs=first.epochs, batch_size=first.batch_size,
+                         select=first.select, curves=first.curves, attributions=first.attributions)
+    return [(run.run_id, record_json(run, result.to_json()), None) for run, result in zip(group, results)]
 
 
 def record_json(run: RunSpec, result: Mapping[str, Any]) -> str:
