@@ -1,0 +1,16 @@
+"""The PH2 experiment specs end to end at the smoke preset, on the real images (skipped without the data)."""
+
+from explearn.reproduce import reproduce
+
+METHODS = ["standard", "two_stage", "two_stage_no_mapping", "joint", "rrr", "rrr_gradcam", "hint", "counterexamples"]
+
+
+def test_ph2_specs_run_every_method_and_report_the_marker(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("EXPLEARN_DATA", str(data_dir))
+    summaries, outcome = reproduce("ph2", "smoke", tmp_path, workers=0, log=lambda _: None)
+    assert not outcome.failed and len(outcome.trained) == 2 * len(METHODS) * 2  # 2 specs x methods x 2 seeds
+    text = summaries[0].read_text()
+    for method in METHODS:
+        assert f"| melanoma vs nevus | {method} |" in text and f"| marker on melanoma (train) | {method} |" in text
+    assert "test_marker_swapped/balanced_acc" in text and "test/acc_class1" in text
+    assert (tmp_path / "figures" / "ph2_examples.png").is_file()
