@@ -80,9 +80,11 @@ def cluster_results(runs: list[RunSpec], address: str) -> Iterator[RunResult]:
                    group for group in plan_groups(runs, slots)}
         for future, result in as_completed(futures, loop=client.loop, with_results=True, raise_errors=False):
             group = futures.pop(future)
-            if future.status == "finished":
+            # decided by what arrived, not by the future's state now: a worker that dies after its result was
+            # gathered makes the scheduler forget that result, and the future's status changes under us
+            if isinstance(result, list):  # execute_group's own result
                 yield from result
-            elif future.status == "error":  # not a run's exception (caught in the task): the task itself failed
+            elif _is_error(result):  # not a run's exception (caught in the task): the task itself failed
                 typ, exc, tb = result
                 text = "".join(traceback.format_exception(typ, exc, tb))
                 if type(exc).__name__ == "KilledWorker":
@@ -93,6 +95,11 @@ def cluster_results(runs: list[RunSpec], address: str) -> Iterator[RunResult]:
                 raise ClusterError(f"the scheduler at {address} cancelled the sweep's tasks ({result}); the runs "
                                    "finished so far are stored, launch again to resume")
             future.release()
+
+
+def _is_error(result: object) -> bool:
+    """Whether ``as_completed(..., raise_errors=False)`` gave the (type, exception, traceback) of a failed task."""
+    return isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException)
 
 
 def check_workers(client, address: str) -> None:
