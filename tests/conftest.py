@@ -31,6 +31,27 @@ def data_dir() -> Path:
     return root
 
 
+def _dataset_folder(data_dir: Path, name: str) -> Path:
+    folder = data_dir / name
+    if not folder.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} data not found at {folder}")
+        pytest.skip(f"{name} data not found at {folder}")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(data_dir: Path) -> Path:
+    """The MNIST folder of the real data (fails under CI, skips elsewhere when missing)."""
+    return _dataset_folder(data_dir, "mnist")
+
+
+@pytest.fixture(scope="session")
+def ph2_dir(data_dir: Path) -> Path:
+    """The PH2 folder of the real data (research-only: read in place, never copied)."""
+    return _dataset_folder(data_dir, "ph2")
+
+
 @pytest.fixture(autouse=True)
 def _seeded() -> None:
     torch.manual_seed(0)

@@ -5,8 +5,8 @@ from explearn.reproduce import reproduce
 METHODS = ["standard", "two_stage", "two_stage_no_mapping", "joint", "rrr", "rrr_gradcam", "hint", "counterexamples"]
 
 
-def test_ph2_specs_run_every_method_and_report_the_marker(tmp_path, data_dir, monkeypatch):
-    monkeypatch.setenv("EXPLEARN_DATA", str(data_dir))
+def test_ph2_specs_run_every_method_and_report_the_marker(tmp_path, ph2_dir, monkeypatch):
+    monkeypatch.setenv("EXPLEARN_DATA", str(ph2_dir.parent))
     summaries, outcome = reproduce("ph2", "smoke", tmp_path, workers=0, log=lambda _: None)
     assert not outcome.failed and len(outcome.trained) == 2 * len(METHODS) * 2  # 2 specs x methods x 2 seeds
     text = summaries[0].read_text()

@@ -45,21 +45,14 @@ def _parser() -> argparse.ArgumentParser:
                                    "per-epoch metrics and final metrics, and prints a summary.")
     p.add_argument("--dataset", default="triangles", help="registered dataset (explearn list datasets)")
     p.add_argument("--method", default="two_stage", help="registered method (explearn list methods)")
-    p.add_argument("--seed", type=int, default=0, help="run seed: initialisation and data order (default 0)")
     p.add_argument("--data-seed", type=int, default=0, help="data seed: the dataset and its splits (default 0)")
     p.add_argument("--out", default=None, help="output directory for result.json (default: print only)")
-    p.add_argument("--epochs", type=int, default=30, help="passes over the training data (default 30)")
-    p.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
     p.add_argument("--select", default="best_val", choices=["best_val", "best_val_balanced", "last"],
                    help="which epoch's model is reported: best validation accuracy, best validation balanced "
                         "accuracy, or the last (default best_val)")
     p.add_argument("--model", default="small_cnn", help="registered model (explearn list models)")
-    p.add_argument("--hp", action="append", metavar="KEY=VALUE", help="a method setting, e.g. --hp lr_ratio=10")
     p.add_argument("--data", action="append", metavar="KEY=VALUE", help="a dataset option, e.g. --data n_train=200")
-    p.add_argument("--model-opt", action="append", metavar="KEY=VALUE",
-                   help="a model option, e.g. --model-opt mapping=conv1x1")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _training_arguments(p)
     p.set_defaults(run=_cmd_train)
 
     p = sub.add_parser("fit", help="train on a folder of images with labels and masks; save a checkpoint",
@@ -80,19 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", default=None, metavar="HxW",
                    help="resize every image and mask to H x W pixels (e.g. 96x128, or 64 for 64x64); default: keep "
                         "the files' size (they must then all share one)")
-    p.add_argument("--seed", type=int, default=0, help="run seed: initialisation and data order (default 0)")
     p.add_argument("--data-seed", type=int, default=0,
                    help="data seed: the train/val/test split when labels.csv has no split column (default 0)")
-    p.add_argument("--epochs", type=int, default=30, help="passes over the training data (default 30)")
-    p.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
     p.add_argument("--select", default="best_val_balanced", choices=["best_val", "best_val_balanced", "last"],
                    help="which epoch's model is kept (default best_val_balanced: robust to imbalanced classes)")
-    p.add_argument("--hp", action="append", metavar="KEY=VALUE", help="a method setting, e.g. --hp lr_ratio=10")
     p.add_argument("--data", action="append", metavar="KEY=VALUE",
                    help="a folder option, e.g. --data normalize=imagenet --data val_fraction=0.25")
-    p.add_argument("--model-opt", action="append", metavar="KEY=VALUE", help="a model option, e.g. --model-opt blocks=2")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _training_arguments(p)
     p.set_defaults(run=_cmd_fit)
 
     p = sub.add_parser("predict", help="predicted labels and class probabilities of images, as CSV",
@@ -155,6 +142,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="the report folder (holds manifest.json), or a folder of such folders")
     p.set_defaults(run=_cmd_report)
     return parser
+
+
+def _training_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of the commands that train one model (train, fit); ``_training_options`` reads them."""
+    p.add_argument("--seed", type=int, default=0, help="run seed: initialisation and data order (default 0)")
+    p.add_argument("--epochs", type=int, default=30, help="passes over the training data (default 30)")
+    p.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
+    p.add_argument("--hp", action="append", metavar="KEY=VALUE", help="a method setting, e.g. --hp lr_ratio=10")
+    p.add_argument("--model-opt", action="append", metavar="KEY=VALUE",
+                   help="a model option, e.g. --model-opt mapping=conv1x1")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _training_options(args: argparse.Namespace) -> dict:
+    """``train``'s keyword arguments from ``_training_arguments`` and ``--select``."""
+    return {"hparams": parse_assignments(args.hp, "--hp"),
+            "model_options": parse_assignments(args.model_opt, "--model-opt"), "epochs": args.epochs,
+            "batch_size": args.batch_size, "select": args.select, "device": args.device, "quiet": args.quiet}
 
 
 def _checkpoint_arguments(p: argparse.ArgumentParser) -> None:
@@ -224,11 +230,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from explearn.train import train
 
     data = load(args.dataset, seed=args.data_seed, **parse_assignments(args.data, "--data"))
-    result = train(
-        data, args.method, args.seed, hparams=parse_assignments(args.hp, "--hp"), model=args.model,
-        model_options=parse_assignments(args.model_opt, "--model-opt"), epochs=args.epochs,
-        batch_size=args.batch_size, select=args.select, device=args.device, quiet=args.quiet,
-    )
+    result = train(data, args.method, args.seed, model=args.model, **_training_options(args))
     m = result.metrics
     print(f"{args.method} on {args.dataset} (data seed {args.data_seed}, run seed {args.seed}), "
           f"epoch {m['selected_epoch']} selected ({args.select}):")
@@ -266,11 +268,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     counts = {name: len(ds) for name, ds in data.eval_splits().items()}
     print(f"{args.data_dir}: classes {', '.join(data.train.class_names)}; images per split {counts}; "
           f"masks on {int(data.train.has_mask.sum())} of {len(data.train)} training images")
-    result = train(
-        data, args.method, args.seed, hparams=parse_assignments(args.hp, "--hp"), model=model,
-        model_options=parse_assignments(args.model_opt, "--model-opt"), epochs=args.epochs,
-        batch_size=args.batch_size, select=args.select, device=args.device, quiet=args.quiet,
-    )
+    result = train(data, args.method, args.seed, model=model, **_training_options(args))
     m = result.metrics
     print(f"{args.method} with {model_name}, epoch {m['selected_epoch']} selected ({args.select}):")
     for split in ("val", "test"):

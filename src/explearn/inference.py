@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from explearn.checkpoint import Checkpoint
+from explearn.datasets.images import IMAGE_EXTENSIONS
 from explearn.errors import DataError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 Attribution = Literal["input_gradient", "gradcam"]
 
 
@@ -35,9 +35,9 @@ def image_files(paths: Iterable[str | Path]) -> list[Path]:
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
             if not found:
-                raise DataError(f"{p}: folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+                raise DataError(f"{p}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
             out += found
         else:
             out.append(p)
@@ -68,10 +68,14 @@ def load_inputs(ckpt: Checkpoint, files: Sequence[Path]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_images(ckpt: Checkpoint, files: Sequence[Path], batch_size: int = 64) -> list[Prediction]:
+def probabilities(ckpt: Checkpoint, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Class probabilities of preprocessed inputs. Shape: (N, C, H, W) -> (N, K)."""
+    return torch.cat([F.softmax(ckpt.model(x[i:i + batch_size]), dim=1) for i in range(0, len(x), batch_size)])
+
+
+def predict_images(ckpt: Checkpoint, files: Sequence[Path]) -> list[Prediction]:
     """Class probabilities of each image under the checkpoint's model."""
-    x = load_inputs(ckpt, files)
-    probs = torch.cat([F.softmax(ckpt.model(x[i:i + batch_size]), dim=1) for i in range(0, len(x), batch_size)])
+    probs = probabilities(ckpt, load_inputs(ckpt, files))
     names = ckpt.class_names
     return [Prediction(f, names[int(p.argmax())], {n: float(v) for n, v in zip(names, p)}) for f, p in zip(files, probs)]
 
@@ -122,23 +126,20 @@ def explain_images(ckpt: Checkpoint, files: Sequence[Path], out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     x = load_inputs(ckpt, files)
+    probs = probabilities(ckpt, x)
+    attributions = torch.cat([attribution_maps(ckpt, x[i:i + 64], kind) for i in range(0, len(x), 64)])
     records = []
-    for i, f in enumerate(files):
-        xi = x[i:i + 1]
-        with torch.no_grad():
-            probs = F.softmax(ckpt.model(xi), dim=1)[0]
-        k = int(probs.argmax())
-        attribution = attribution_maps(ckpt, xi, kind)[0]
+    for f, xi, p, attribution in zip(files, x, probs, attributions):
+        k = int(p.argmax())
         mask_path = find_mask(f, Path(masks_dir) if masks_dir else None)
-        mask = pre.mask(mask_path, _file_size(f))[0] if mask_path is not None and pre is not None else None
+        mask = pre.mask(mask_path, _file_size(f))[0] if mask_path is not None else None
         share = float(mask_mass_share(attribution[None, None], mask[None, None])[0]) if mask is not None else float("nan")
-        display = pre.denormalize(xi[0]).clamp(0, 1) if pre is not None else xi[0]
-        title = f"{f.name}: {ckpt.class_names[k]} ({float(probs[k]):.2f})"
+        title = f"{f.name}: {ckpt.class_names[k]} ({float(p[k]):.2f})"
         if mask is not None:
             title += f", attribution in mask {share:.2f}"
         target = out / f"{f.stem}.png"
-        save_overlay(target, display, attribution, mask, title, kind)
-        records.append({"image": str(f), "label": ckpt.class_names[k], "probability": float(probs[k]),
+        save_overlay(target, pre.denormalize(xi).clamp(0, 1), attribution, mask, title, kind)
+        records.append({"image": str(f), "label": ckpt.class_names[k], "probability": float(p[k]),
                         "overlay": str(target), "mask": str(mask_path) if mask_path else "", "mass_in_mask": share})
     return records
 

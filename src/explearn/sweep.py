@@ -222,11 +222,8 @@ def vectorized_key(run: RunSpec) -> str | None:
     """What runs trained together share (everything but the run and data seeds), or None when ``run`` is not worth
     vectorising: its method or model has no vectorised form, or (on a CPU without CUDA) its model convolves, where
     stacking models is no faster than training them one by one (README, "Speed and scale")."""
-    from explearn.vectorized import vectorizable
-
-    if not vectorizable(run.method, run.model, run.model_options, run.hparams):
-        return None
-    if not _cuda() and _convolves(run.model, json.dumps(dict(run.model_options), sort_keys=True)):
+    if not _worth_stacking(run.method, run.model, json.dumps(dict(run.model_options), sort_keys=True),
+                           json.dumps(dict(run.hparams), sort_keys=True)):
         return None
     config = run.config()
     config.pop("seed")
@@ -234,23 +231,25 @@ def vectorized_key(run: RunSpec) -> str | None:
     return "vector:" + json.dumps(config, sort_keys=True)
 
 
-@functools.lru_cache(maxsize=None)
-def _cuda() -> bool:
+@functools.lru_cache(maxsize=256)
+def _worth_stacking(method: str, model: str, options_json: str, hparams_json: str) -> bool:
+    """Whether runs of this method and model gain from ``train_many`` here; decided once per configuration (it
+    builds the model), not once per run."""
     import torch
-
-    return torch.cuda.is_available()
-
-
-@functools.lru_cache(maxsize=32)
-def _convolves(model: str, options_json: str) -> bool:
     from torch import nn
 
     from explearn.config import from_dict
     from explearn.models import MODELS
+    from explearn.vectorized import vectorizable
 
+    options = json.loads(options_json)
+    if not vectorizable(method, model, options, json.loads(hparams_json)):
+        return False
+    if torch.cuda.is_available():
+        return True
     builder, options_cls = MODELS.get(model)
-    net = builder((1, 28, 28), 2, from_dict(options_cls, json.loads(options_json), f"model {model!r}"))
-    return any(isinstance(m, nn.Conv2d) for m in net.modules())
+    net = builder((1, 28, 28), 2, from_dict(options_cls, options, f"model {model!r}"))
+    return not any(isinstance(m, nn.Conv2d) for m in net.modules())  # stacked convolutions do not pay on a CPU
 
 
 def execute_group(group: list[RunSpec]) -> list[RunResult]:
@@ -268,7 +267,8 @@ def execute_group(group: list[RunSpec]) -> list[RunResult]:
     makes a stored run bit-identical to a rerun whatever the number of workers or the backend.
     """
     with _one_torch_thread():
-        if len(group) > 1 and len({vectorized_key(run) for run in group}) == 1 and vectorized_key(group[0]):
+        keys = {vectorized_key(run) for run in group}
+        if len(group) > 1 and len(keys) == 1 and None not in keys:
             try:
                 return _execute_together(group)
             except Exception:  # noqa: BLE001 - fall back to one run at a time, which reports each failure alone

@@ -1,5 +1,4 @@
 import importlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +17,8 @@ CDEP = np.array([[1, 0, 0], [.9447, .5248, 0], [.7905, .8893, 0], [.2780, .8340,
 
 
 @pytest.fixture(scope="module")
-def folder(data_dir: Path) -> str:
-    path = data_dir / "mnist"
-    if not path.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"MNIST not found at {path}")
-        pytest.skip(f"MNIST not found at {path}")
-    return str(path)
+def folder(mnist_dir: Path) -> str:
+    return str(mnist_dir)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 import gzip
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
@@ -14,15 +13,6 @@ from explearn.errors import DataError
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
-
-@pytest.fixture(scope="module")
-def mnist_dir(data_dir: Path) -> Path:
-    folder = data_dir / "mnist"
-    if not folder.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"MNIST not found at {folder}")
-        pytest.skip(f"MNIST not found at {folder}")
-    return folder
 
 
 def _idx(magic: int, array: np.ndarray) -> bytes:

@@ -1,7 +1,6 @@
 """PH2 on the real files (../shared/data/ph2, research-only: read in place, never copied): tasks, splits, seeds
 and the marker variant."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +16,8 @@ SPLITS = ("train", "val", "test")
 
 
 @pytest.fixture(scope="module")
-def folder(data_dir: Path) -> str:
-    path = data_dir / "ph2"
-    if not path.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PH2 not found at {path}")
-        pytest.skip(f"PH2 not found at {path}")
-    return str(path)
+def folder(ph2_dir: Path) -> str:
+    return str(ph2_dir)
 
 
 @pytest.fixture(scope="module")
