@@ -55,3 +55,20 @@ def ph2_dir(data_dir: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _seeded() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch (OpenMP) thread for the test, the count restored after.
+
+    Float sums are split across threads differently by different CPUs and thread counts, so results that must be
+    bit-identical (``train_many`` against ``train``, a rerun against a stored run) are compared the way sweeps
+    train: with one thread. On a 2-core Intel Xeon with 2 threads, a two-stage MLP's mapping weight differed by
+    3.9e-5 after three epochs (issue 12, item 7).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

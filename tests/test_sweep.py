@@ -107,18 +107,11 @@ def test_a_sweep_killed_mid_run_loses_nothing_and_resumes(tmp_path):
     assert len(list(runs.glob("*/done"))) == 12
 
 
-def test_a_stored_run_reruns_bit_identically(tmp_path):
-    import torch
-
+def test_a_stored_run_reruns_bit_identically(tmp_path, one_torch_thread):
     run = tiny_run("two_stage", 3)
     run_sweep([run], RunStore(tmp_path), workers=0)
     stored = RunStore(tmp_path).load(run.run_id)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # sweeps train with one thread
-    try:
-        again = RunSpec(**stored["run"]).execute().to_json()
-    finally:
-        torch.set_num_threads(previous)
+    again = RunSpec(**stored["run"]).execute().to_json()  # sweeps train with one thread, as this test does
     assert again["history"] == stored["history"] and again["predictions"] == stored["predictions"]
 
 

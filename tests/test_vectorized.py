@@ -1,11 +1,14 @@
 """Seed-vectorised training: ``train_many`` gives each seed the model, history, selection and metrics that
 ``train`` gives it.
 
-On CPU we find the results bit-identical, not merely close: the stacked model runs each convolution with the
-kernels, shapes and (channels-last) memory layouts ``train`` uses, linear layers as one ``baddbmm`` (the same
-numbers as ``F.linear`` per model), each model's loss reduced on its own, and Adam/SGD with ``torch.optim``'s
-expressions. The tests still assert ``allclose`` (rtol 1e-4, atol 1e-5) as the contract, since another platform
-(a GPU's grouped convolutions) may sum in another order; the assertion messages report the largest difference.
+With one torch thread on CPU we find the results bit-identical, not merely close: the stacked model runs each
+convolution with the kernels, shapes and (channels-last) memory layouts ``train`` uses, linear layers as one
+``baddbmm`` (the same numbers as ``F.linear`` per model), each model's loss reduced on its own, and Adam/SGD with
+``torch.optim``'s expressions. With more threads the matrix products split their sums by thread, differently for
+``baddbmm`` and ``F.linear`` and differently on different CPUs (a mapping weight 3.9e-5 apart after three epochs
+on a 2-core Xeon), so every test here pins one thread, as sweeps do. The tests still assert ``allclose`` (rtol
+1e-4, atol 1e-5) as the contract, since another platform (a GPU's grouped convolutions) may sum in another order;
+the assertion messages report the largest difference.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from explearn import ConfigError, DataError, datasets, train
 from explearn.datasets.base import ExplanationDataset, Splits
 from explearn.vectorized import train_many, vectorizable, why_not_vectorizable
 from explearn.vectorized.optim import StackedAdam, StackedSGD
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SEEDS = [0, 1, 2]
 # 24 training samples: 3 batches per epoch. On CPU, convolutional models are trained one at a time unless

@@ -2,14 +2,16 @@
 training data), as one batched computation. Model i is the model ``train(datas[i], method, seeds[i], ...)``
 makes: the same initialisation, data order, optimiser, evaluation records, model selection and final metrics.
 
-On CPU we find every parameter, log and metric bit-identical to ``train``'s (``tests/test_vectorized.py``), with
-two exceptions within float rounding: stage 2 of the two-stage method when some samples lack a mask (``train``
-computes f on the masked samples alone, and a convolution of another batch size may sum in another order), and
-the per-epoch predictions when a chunk of ``EVAL_SAMPLES // S`` images per model differs from ``train``'s 256
-in the same way (an accuracy can then differ only through an exact tie of two logits). On a GPU the convolutions
-are grouped and the per-model losses vmapped: the same models up to float rounding (measured on an H100 after 3
-epochs: parameters within 2e-5 of ``train``'s, as close as two ``train`` runs there; with cuDNN's default TF32
-convolutions, which round grouped and single convolutions differently, within 5e-3).
+On CPU with one torch thread (as sweeps train) we find every parameter, log and metric bit-identical to ``train``'s
+(``tests/test_vectorized.py``); with more threads the matrix products split their sums by thread, so results agree
+only up to float rounding. With one thread there are two exceptions within float rounding: stage 2 of the two-stage
+method when some samples lack a mask (``train`` computes f on the masked samples alone, and a convolution of another
+batch size may sum in another order), and the per-epoch predictions when a chunk of ``EVAL_SAMPLES // S`` images per
+model differs from ``train``'s 256 in the same way (an accuracy can then differ only through an exact tie of two
+logits). On a GPU the convolutions are grouped and the per-model losses vmapped: the same models up to float
+rounding (measured on an H100 after 3 epochs: parameters within 2e-5 of ``train``'s, as close as two ``train`` runs
+there; with cuDNN's default TF32 convolutions, which round grouped and single convolutions differently, within
+5e-3).
 """
 
 from __future__ import annotations
@@ -88,7 +90,8 @@ def train_many(datas: Splits | Sequence[Splits], seeds: Sequence[int], method: s
     model its own update (``optim``). Each model has its own initialisation (``torch.manual_seed(seed)``, then
     the model is built, as ``train`` does), its own data order (a generator seeded with its seed), its own
     evaluation records and its own selected epoch. The final metrics and examples come from ``train``'s own
-    functions, on each model rebuilt as an ``nn.Module``. On CPU the results are bit-identical to ``train``'s.
+    functions, on each model rebuilt as an ``nn.Module``. On CPU with one torch thread the results are
+    bit-identical to ``train``'s.
 
     Args:
         datas: one ``Splits`` for every seed, or one per seed (e.g. a training set per run seed); all of the same
