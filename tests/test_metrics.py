@@ -13,7 +13,7 @@ def test_accuracies_by_hand():
     assert accuracy(pred, y) == pytest.approx(4 / 6)
     assert per_class_accuracy(pred, y, 3)[:2] == pytest.approx([0.75, 0.5]) and math.isnan(per_class_accuracy(pred, y, 3)[2])
     assert balanced_accuracy(pred, y, 3) == pytest.approx(0.625)  # absent class 2 is left out
-    assert minority_class([450, 50]) == 1 and minority_class([5, 5]) == 0
+    assert minority_class([450, 50]) == 1 and minority_class([5, 5]) is None  # balanced: no minority class
 
 
 def test_pairwise_agreement_by_hand():

@@ -32,8 +32,9 @@ def test_result_holds_config_curves_and_final_metrics(tiny, tmp_path):
     assert cfg["model"]["options"]["mapping"] == "linear" and cfg["data"]["dataset"] == "triangles"
     assert len(result.curve("acc", "test")) == 4  # epochs 0..3
     assert len(result.curve("align_loss", "train")) == 3
-    for key in ("test/acc", "test/balanced_acc", "test/minority_acc", "test/align", "val/acc", "selected_epoch"):
+    for key in ("test/acc", "test/balanced_acc", "test/acc_class0", "test/align", "val/acc", "selected_epoch"):
         assert key in result.metrics
+    assert "test/minority_acc" not in result.metrics  # balanced training classes: no minority class (issue 12)
     assert 1 <= result.metrics["selected_epoch"] <= 3
     assert len(result.predictions["test"]) == len(tiny.test)
     saved = json.loads(result.save(tmp_path / "run").read_text())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,6 +21,8 @@ import torch
 from torch import nn
 
 from explearn import __version__
+from explearn.config import json_ready
+from explearn.files import atomic_path
 from explearn.errors import CheckpointError, ConfigError
 
 FORMAT = "explearn-checkpoint"
@@ -63,10 +66,14 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, input_shape: tuple[in
         model_spec: how to rebuild the network: ``{"name": registered model, "options": {...}}``, or
             ``{"name": "custom", "class": ...}`` for a user's network (then loading needs that network).
         preprocess: ``Preprocess.to_dict()`` of the training data, when it came from image files.
-        config, metrics: the training run's config and final metrics (JSON-ready), kept for the record.
+        config, metrics: the training run's config and final metrics, kept for the record (numpy scalars and 0-d
+            tensors are stored as numbers).
 
     Returns:
         The path written.
+
+    Raises:
+        TypeError: a config or metrics value that is not JSON-serialisable, naming its key; nothing is written.
     """
     from explearn.models.mapping import IdentityMapping
 
@@ -76,7 +83,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, input_shape: tuple[in
     meta = {
         "explearn_version": __version__, "input_shape": list(input_shape), "class_names": [str(c) for c in class_names],
         "model": spec, "preprocess": dict(preprocess) if preprocess is not None else None,
-        "config": dict(config or {}), "metrics": dict(metrics or {}),
+        "config": json_ready(dict(config or {}), "config"), "metrics": json_ready(dict(metrics or {}), "metrics"),
     }
     meta_json = json.dumps(meta, sort_keys=True, allow_nan=True)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
@@ -84,9 +91,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, input_shape: tuple[in
                "digest": _digest(meta_json, state)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
@@ -103,11 +109,15 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, backbone: 
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: not a PyTorch file, not an explearn checkpoint, refused by weights-only loading (it holds
+        CheckpointError: a folder, an unreadable file, not a PyTorch file (named for what it is: empty, JSON or
+            other text, an image ...), not an explearn checkpoint, refused by weights-only loading (it holds
             objects that could run code), changed after saving (digest mismatch), from an incompatible format
             version, or weights that do not fit the network.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file; give the file `explearn fit --out` wrote "
+                              "(e.g. model.pt)")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
     payload = _read(path)
@@ -138,16 +148,53 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, backbone: 
                       meta.get("config", {}), meta.get("metrics", {}), meta.get("explearn_version", "?"))
 
 
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a file holding an explearn checkpoint (of any format version); reads it weights-only."""
+    try:
+        return Path(path).is_file() and isinstance(_read(Path(path)), dict)
+    except (CheckpointError, OSError):
+        return False
+
+
+#: first bytes of files given as a checkpoint by mistake -> what the file is (a checkpoint is a zip or a pickle)
+_SIGNATURES = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
+               b"II*\x00": "a TIFF image", b"MM\x00*": "a TIFF image", b"%PDF": "a PDF document",
+               b"\x1f\x8b": "a gzip archive", b"\x93NUMPY": "a NumPy array (.npy)"}
+#: bytes read to tell what a file is
+_HEAD = 512
+#: what torch's weights-only unpickler says when it refuses an object that could run code
+_REFUSED = re.compile(r"Unsupported global|is blocked|Can only create new object|unrecognized function|"
+                      r"must be imported to load")
+
+
 def _read(path: Path) -> dict[str, Any]:
+    """The payload of a PyTorch file, read weights-only. Files that cannot be PyTorch files (neither a zip archive,
+    PyTorch's format, nor a pickle, its legacy format) are named for what they are without being unpickled."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(_HEAD)
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot be read ({err.strerror or type(err).__name__})") from None
+    kind = _foreign_kind(head)
+    if kind is not None:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint file: it is {kind}; a checkpoint is the "
+                              "file `explearn fit --out` writes (e.g. model.pt)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path}: refused by weights-only loading: the file holds objects other than tensors and plain data, "
-            f"which could execute code when loaded; explearn checkpoints never do ({_first_line(err)})"
-        ) from None
+        reason = _torch_reason(err)
+        if _REFUSED.search(reason):
+            raise CheckpointError(
+                f"{path}: refused by weights-only loading: the file holds pickled objects other than tensors and "
+                f"plain data, which could execute code when loaded; explearn checkpoints never do ({reason})"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint file: its contents are damaged or not "
+                              f"written by PyTorch ({reason})") from None
     except Exception as err:  # noqa: BLE001 - torch.load fails in many ways on a foreign file (KeyError, EOFError ...)
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint file ({_first_line(err)})") from None
+        what = "a zip archive that PyTorch cannot read (a truncated copy, or another kind of zip file)" \
+            if head.startswith(b"PK") else "a Python pickle that PyTorch did not write, or a damaged PyTorch file"
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint file: {what} ({_torch_reason(err)})"
+                              ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         what = f"a {type(payload).__name__}" if not isinstance(payload, dict) else f"keys {sorted(map(str, payload))[:6]}"
         raise CheckpointError(f"{path}: not an explearn checkpoint (it holds {what}, without format {FORMAT!r}); "
@@ -203,7 +250,7 @@ def _rebuild_backbone(path: Path, meta: Mapping[str, Any], backbone: str | None)
     if backbone != spec["factory"]:
         raise CheckpointError(f"{path}: trained with --backbone {spec['factory']}, not {backbone}")
     net, _ = backbone_model(backbone, len(meta["class_names"]), spec["feature_layer"], tuple(meta["input_shape"]),
-                            spec.get("mapping", "conv1x1"))
+                            spec.get("mapping", "conv1x1"), spec.get("output"))
     return net
 
 
@@ -224,8 +271,45 @@ def _written_by(payload: Mapping[str, Any]) -> str:
         return "an unknown explearn version"
 
 
-def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+def _foreign_kind(head: bytes) -> str | None:
+    """What a file starting with ``head`` is, when it cannot be a PyTorch file; None when it may be one (a zip
+    archive, PyTorch's format since 1.6, or a protocol-2+ pickle, its legacy format)."""
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        return None
+    if not head:
+        return "empty (0 bytes)"
+    for signature, kind in _SIGNATURES.items():
+        if head.startswith(signature):
+            return kind
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "a WebP image"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 3:  # not just a character cut at the end of the head
+            return f"binary data of an unknown kind (it starts with {head[:8]!r})"
+        text = head[:err.start].decode("utf-8")
+    first = text.lstrip("\ufeff \t\r\n")
+    if first.startswith(("{", "[")):
+        return "JSON text (a result.json, for instance, holds metrics but no weights)"
+    lines = [ln for ln in first.splitlines() if ln.strip()]
+    whole = lines if len(head) < _HEAD else lines[:-1]  # the last line read may be cut
+    if len(whole) >= 2 and len({ln.count(",") for ln in whole}) == 1 and whole[0].count(",") >= 1:
+        return "CSV text"  # the same number of commas on every whole line read
+    return "a text file"
+
+
+def _torch_reason(err: BaseException) -> str:
+    """The informative part of torch.load's error, whole sentences only: the unpickler's own words when torch wraps
+    them in advice, its first line, and at most about 200 characters cut after a full sentence, marked with ..."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "") or type(err).__name__
+    if len(line) <= 200:
+        return line
+    cut = line.rfind(". ", 0, 200)
+    return (line[:cut + 1] if cut > 0 else line[:line.rfind(" ", 0, 200)]) + " \u2026"
 
 
 def save_result(path: str | Path, result: Any, data: Any, model_spec: Mapping[str, Any] | None = None) -> Path:

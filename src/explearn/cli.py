@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from explearn.config import fields_help, parse_assignments
+from explearn.config import check_seed, fields_help, parse_assignments
 from explearn.errors import ConfigError, DataError
 
 
@@ -18,9 +18,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.run(args)
-    except (ConfigError, DataError, FileNotFoundError) as err:
+    except (ConfigError, DataError, OSError) as err:  # OSError: a path the user gave (missing, a folder, no access)
         print(f"explearn: error: {err}", file=sys.stderr)
         return 2
+
+
+def _seed(text: str) -> int:
+    """argparse type of --seed and --data-seed: an integer >= 0 (``config.check_seed``)."""
+    try:
+        return check_seed(int(text), "seed")
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(f"a seed must be an integer >= 0, got {text!r}") from None
+
+
+def _count(text: str) -> int:
+    """argparse type of counts where 0 means none (--workers): an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _path(text: str) -> str:
+    """argparse type of every path and name the user types: not empty (an empty string would silently mean the
+    current folder, or nothing)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,8 +72,8 @@ def _parser() -> argparse.ArgumentParser:
                                    "per-epoch metrics and final metrics, and prints a summary.")
     p.add_argument("--dataset", default="triangles", help="registered dataset (explearn list datasets)")
     p.add_argument("--method", default="two_stage", help="registered method (explearn list methods)")
-    p.add_argument("--data-seed", type=int, default=0, help="data seed: the dataset and its splits (default 0)")
-    p.add_argument("--out", default=None, help="output directory for result.json (default: print only)")
+    p.add_argument("--data-seed", type=_seed, default=0, help="data seed: the dataset and its splits (default 0)")
+    p.add_argument("--out", type=_path, default=None, help="output directory for result.json (default: print only)")
     p.add_argument("--select", default="best_val", choices=["best_val", "best_val_balanced", "last"],
                    help="which epoch's model is reported: best validation accuracy, best validation balanced "
                         "accuracy, or the last (default best_val)")
@@ -60,20 +87,23 @@ def _parser() -> argparse.ArgumentParser:
                                    "the README, 'Your own images'), select the epoch on the validation split and save "
                                    "a checkpoint holding the weights, the config, the class names and the "
                                    "preprocessing. Every problem in the folder is reported before training starts.")
-    p.add_argument("data_dir", metavar="DATA_DIR", help="the dataset folder")
+    p.add_argument("data_dir", type=_path, metavar="DATA_DIR", help="the dataset folder")
     p.add_argument("--method", default="two_stage", help="registered method (explearn list methods; default two_stage)")
     p.add_argument("--model", default="small_resnet", help="registered model (default small_resnet)")
-    p.add_argument("--backbone", default=None, metavar="MODULE:FUNCTION",
+    p.add_argument("--backbone", type=_path, default=None, metavar="MODULE:FUNCTION",
                    help="your own network instead of --model: FUNCTION(n_classes) returns an nn.Module from images "
                         "to logits (the current folder is importable); needs --feature-layer")
-    p.add_argument("--feature-layer", default=None, metavar="NAME",
+    p.add_argument("--feature-layer", type=_path, default=None, metavar="NAME",
                    help="with --backbone: the submodule where f ends (a name from named_modules(), e.g. layer3); "
                         "the mapping layer (conv1x1) is inserted after it")
-    p.add_argument("--out", default="model.pt", help="checkpoint file to write (default model.pt)")
+    p.add_argument("--backbone-output", default=None, metavar="INDEX|KEY",
+                   help="with --backbone, for a network that returns more than logits (a tuple, a dict, a Hugging "
+                        "Face output): the index (0) or key/attribute (logits) of the logits")
+    p.add_argument("--out", type=_path, default="model.pt", help="checkpoint file to write (default model.pt)")
     p.add_argument("--image-size", default=None, metavar="HxW",
                    help="resize every image and mask to H x W pixels (e.g. 96x128, or 64 for 64x64); default: keep "
                         "the files' size (they must then all share one)")
-    p.add_argument("--data-seed", type=int, default=0,
+    p.add_argument("--data-seed", type=_seed, default=0,
                    help="data seed: the train/val/test split when labels.csv has no split column (default 0)")
     p.add_argument("--select", default="best_val_balanced", choices=["best_val", "best_val_balanced", "last"],
                    help="which epoch's model is kept (default best_val_balanced: robust to imbalanced classes)")
@@ -87,18 +117,21 @@ def _parser() -> argparse.ArgumentParser:
                                    "is executed), preprocess each image as in training and print or write "
                                    "image,label,prob_<class>... as CSV.")
     _checkpoint_arguments(p)
-    p.add_argument("--out", default=None, help="CSV file to write (default: print to standard output)")
+    p.add_argument("--out", type=_path, default=None, help="CSV file to write (default: print to standard output)")
     p.set_defaults(run=_cmd_predict)
 
     p = sub.add_parser("explain", help="attribution overlays of images as PNG, with the mask when there is one",
-                       description="For each image write OUT/<stem>.png: the image and the attribution of the "
-                                   "predicted class over it, the explanation mask outlined where one is found "
+                       description="For each image write an overlay PNG into OUT: the image and the attribution "
+                                   "of the predicted class over it, the explanation mask outlined where one is found "
                                    "(--masks DIR/<stem>.png, else the folder layout's ../masks/<stem>.png), and "
                                    "OUT/explanations.csv with the prediction and the share of attribution inside "
-                                   "the mask.")
+                                   "the mask. Overlays mirror the images' paths below their common folder (a/x.jpg "
+                                   "-> OUT/a/x.png). OUT must not be or hold a folder of the images or masks; only "
+                                   "files of an earlier explain into OUT are replaced.")
     _checkpoint_arguments(p)
-    p.add_argument("--out", required=True, help="folder for the overlays")
-    p.add_argument("--masks", default=None, help="folder of masks (<stem>.png); default: ../masks beside the images")
+    p.add_argument("--out", type=_path, required=True, help="folder for the overlays")
+    p.add_argument("--masks", type=_path, default=None,
+                   help="folder of masks (<stem>.png); default: ../masks beside the images")
     p.add_argument("--attribution", default="input_gradient", choices=["input_gradient", "gradcam"],
                    help="input_gradient: |d log p_predicted / dx| (the attribution of the align metric); gradcam: "
                         "Grad-CAM on the mapped features, upsampled (default input_gradient)")
@@ -109,14 +142,15 @@ def _parser() -> argparse.ArgumentParser:
                                    "studies: 'ablations') at a preset: hyperparameter search on validation, then the "
                                    "evaluation runs, then the report. Resumable: finished runs in OUT/runs are "
                                    "reused.")
-    p.add_argument("collection", help="'paper', 'ablations' (folders of experiments/) or a folder of spec files")
+    p.add_argument("collection", type=_path,
+                   help="'paper', 'ablations' (folders of experiments/) or a folder of spec files")
     p.add_argument("--preset", default="quick", choices=["smoke", "quick", "full"],
                    help="smoke: seconds; quick: minutes; full: the paper's scale (default quick)")
-    p.add_argument("--out", default=None, help="report folder (default reports/COLLECTION)")
-    p.add_argument("--only", "--study", dest="only", action="append", metavar="NAME",
+    p.add_argument("--out", type=_path, default=None, help="report folder (default reports/COLLECTION)")
+    p.add_argument("--only", "--study", type=_path, dest="only", action="append", metavar="NAME",
                    help="run only this spec / study (repeatable)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core; 0: none)")
-    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+    p.add_argument("--workers", type=_count, default=None, help="worker processes (default: one per core; 0: none)")
+    p.add_argument("--cluster", type=_path, default=None, metavar="ADDRESS",
                    help="train on the Dask scheduler at ADDRESS (tcp://HOST:PORT) instead of local worker processes; "
                         "default: $EXPLEARN_CLUSTER, else the collection's _defaults.toml 'cluster' entry, else local "
                         "('local' forces local processes)")
@@ -130,8 +164,8 @@ def _parser() -> argparse.ArgumentParser:
                                    "achieved FLOP/s against this machine's peak, and reproduction preset wall "
                                    "times. Prints a Markdown table and appends it to the benchmark log.")
     p.add_argument("--quick", action="store_true", help="fewer methods, epochs and repeats: a few minutes")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
-    p.add_argument("--log", default=None, metavar="PATH",
+    p.add_argument("--json", type=_path, default=None, metavar="PATH", help="also write the figures as JSON")
+    p.add_argument("--log", type=_path, default=None, metavar="PATH",
                    help="the Markdown log to append to (default: benchmarks/LOG.md of the repository)")
     p.set_defaults(run=_cmd_bench)
 
@@ -139,14 +173,14 @@ def _parser() -> argparse.ArgumentParser:
                        description="Re-render summary.md, results.csv, search.csv and the figures of a report folder "
                                    "written by `explearn reproduce`, from its manifest and stored runs; a folder "
                                    "of studies (reports/ablations) re-renders each study.")
-    p.add_argument("dir", help="the report folder (holds manifest.json), or a folder of such folders")
+    p.add_argument("dir", type=_path, help="the report folder (holds manifest.json), or a folder of such folders")
     p.set_defaults(run=_cmd_report)
     return parser
 
 
 def _training_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of the commands that train one model (train, fit); ``_training_options`` reads them."""
-    p.add_argument("--seed", type=int, default=0, help="run seed: initialisation and data order (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="run seed: initialisation and data order (default 0)")
     p.add_argument("--epochs", type=int, default=30, help="passes over the training data (default 30)")
     p.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
     p.add_argument("--hp", action="append", metavar="KEY=VALUE", help="a method setting, e.g. --hp lr_ratio=10")
@@ -165,9 +199,9 @@ def _training_options(args: argparse.Namespace) -> dict:
 
 def _checkpoint_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of the commands that use a checkpoint on image files (predict, explain)."""
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file")
-    p.add_argument("images", metavar="IMAGES", nargs="+", help="image files or folders of images")
-    p.add_argument("--backbone", default=None, metavar="MODULE:FUNCTION",
+    p.add_argument("checkpoint", type=_path, metavar="CHECKPOINT", help="a checkpoint file")
+    p.add_argument("images", type=_path, metavar="IMAGES", nargs="+", help="image files or folders of images")
+    p.add_argument("--backbone", type=_path, default=None, metavar="MODULE:FUNCTION",
                    help="for a checkpoint trained with `fit --backbone`: the same function, to rebuild the network")
 
 
@@ -226,17 +260,24 @@ def _first_line(doc: str | None) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from explearn.datasets import load
-    from explearn.train import train
+    from pathlib import Path
 
+    from explearn.datasets import load
+    from explearn.outputs import check_output_folder
+    from explearn.train import _device, train
+
+    _device(args.device)  # a device this machine lacks is reported before any data are made
+    if args.out:
+        check_output_folder(args.out, "--out", targets=[Path(args.out) / "result.json"],
+                            ours=_json_with("config", "metrics"), what="a result.json written by `explearn train`")
     data = load(args.dataset, seed=args.data_seed, **parse_assignments(args.data, "--data"))
     result = train(data, args.method, args.seed, model=args.model, **_training_options(args))
     m = result.metrics
     print(f"{args.method} on {args.dataset} (data seed {args.data_seed}, run seed {args.seed}), "
           f"epoch {m['selected_epoch']} selected ({args.select}):")
-    keys = ["acc", "balanced_acc", "minority_acc", "align"]
+    keys = ["acc", "balanced_acc", "minority_acc", "align"]  # minority_acc only exists for imbalanced classes
     for split in [s for s in ("val", "test", *sorted(data.extra)) if f"{s}/acc" in m]:
-        print(f"  {split:14s} " + "  ".join(f"{k} {m[f'{split}/{k}']:.3f}" for k in keys))
+        print(f"  {split:14s} " + "  ".join(f"{k} {m[f'{split}/{k}']:.3f}" for k in keys if f"{split}/{k}" in m))
     print(f"  {m['time/epoch_s']:.2f} s per training epoch, {m['time/total_s']:.1f} s in all with evaluation, "
           f"on {result.config['device']}")
     if args.out:
@@ -245,16 +286,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from explearn.checkpoint import save_result
-    from explearn.datasets import load_folder
-    from explearn.train import train
+    from pathlib import Path
 
+    from explearn.checkpoint import is_checkpoint, save_result
+    from explearn.datasets import load_folder
+    from explearn.outputs import check_output_file
+    from explearn.train import _device, train
+
+    if Path(args.data_dir).is_file():
+        raise ConfigError(f"DATA_DIR {args.data_dir}: is a file, not a folder; give the dataset folder (it holds "
+                          "labels.csv, images/ and masks/)")
     options = parse_assignments(args.data, "--data")
     if args.image_size:
         options["image_size"] = _image_size(args.image_size)
+    if args.backbone_output is not None and args.backbone is None:
+        raise ConfigError("--backbone-output goes with --backbone: it selects the logits of your own network")
     if (args.backbone is None) != (args.feature_layer is None):
         raise ConfigError("--backbone and --feature-layer go together: name your network's function and the layer "
                           "where its features f end")
+    # what would fail after minutes of training is checked before the data are read
+    _device(args.device)
+    check_output_file(args.out, "--out", ours=is_checkpoint, what="an explearn checkpoint",
+                      inputs=[Path(args.data_dir) / "labels.csv"])
     data = load_folder(args.data_dir, seed=args.data_seed, **options)
     model, spec, model_name = args.model, None, args.model
     if args.backbone:
@@ -263,7 +316,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         from explearn.models.factory import backbone_model
 
         torch.manual_seed(args.seed)  # the run seed initialises the user's network as it does a registered model
-        model, spec = backbone_model(args.backbone, data.n_classes, args.feature_layer, data.input_shape)
+        model, spec = backbone_model(args.backbone, data.n_classes, args.feature_layer, data.input_shape,
+                                     output=_output_selector(args.backbone_output))
         model_name = f"{args.backbone} split at {args.feature_layer}"
     counts = {name: len(ds) for name, ds in data.eval_splits().items()}
     print(f"{args.data_dir}: classes {', '.join(data.train.class_names)}; images per split {counts}; "
@@ -280,6 +334,16 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_selector(text: str | None) -> int | str | None:
+    """--backbone-output: an integer index, or a key / attribute name."""
+    if text is None:
+        return None
+    text = text.strip()
+    if not text:
+        raise ConfigError("--backbone-output: give the index (0) or the key (logits) of the network's logits")
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
 def _image_size(text: str) -> list[int]:
     parts = text.lower().replace(",", "x").split("x")
     try:
@@ -290,6 +354,11 @@ def _image_size(text: str) -> list[int]:
         size *= 2
     if len(size) != 2 or min(size) < 1:
         raise ConfigError(f"--image-size: expected HxW with positive sizes, got {text!r}")
+    from PIL import Image
+
+    if size[0] * size[1] > Image.MAX_IMAGE_PIXELS:  # Pillow's own limit for one image (a decompression bomb)
+        raise ConfigError(f"--image-size: {size[0]}x{size[1]} is {size[0] * size[1]:,} pixels per image, more than "
+                          f"Pillow's limit of {Image.MAX_IMAGE_PIXELS:,}; give a smaller size")
     return size
 
 
@@ -298,11 +367,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     from explearn.checkpoint import load_checkpoint
     from explearn.inference import image_files, predict_images, predictions_csv
+    from explearn.outputs import check_output_file
 
     ckpt = load_checkpoint(args.checkpoint, backbone=args.backbone)
-    text = predictions_csv(predict_images(ckpt, image_files(args.images)), ckpt.class_names)
+    files = image_files(args.images)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        check_output_file(args.out, "--out", ours=_text_starting("image,label,"),
+                          what="a CSV of predictions written by `explearn predict`", inputs=[*files, args.checkpoint])
+    text = predictions_csv(predict_images(ckpt, files), ckpt.class_names)
+    if args.out:
         Path(args.out).write_text(text)
         print(f"wrote {args.out}")
     else:
@@ -311,31 +384,55 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    import csv
     from pathlib import Path
 
     from explearn.checkpoint import load_checkpoint
-    from explearn.inference import explain_images, image_files
+    from explearn.inference import EXPLANATIONS_CSV, explain_images, image_files
 
+    if args.masks and not Path(args.masks).is_dir():
+        raise ConfigError(f"--masks {args.masks}: " + ("is a file, not a folder of masks" if Path(args.masks).exists()
+                                                       else "folder not found"))
     ckpt = load_checkpoint(args.checkpoint, backbone=args.backbone)
-    records = explain_images(ckpt, image_files(args.images), args.out, args.masks, args.attribution)
-    with open(Path(args.out) / "explanations.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(records[0]))
-        writer.writeheader()
-        writer.writerows(records)
+    records = explain_images(ckpt, image_files(args.images), args.out, args.masks, args.attribution, option="--out")
+    out = Path(args.out)
     for r in records:
         inside = f", attribution in mask {r['mass_in_mask']:.2f}" if r["mask"] else ", no mask"
-        print(f"{r['image']}: {r['label']} ({r['probability']:.2f}){inside} -> {r['overlay']}")
-    print(f"wrote {len(records)} overlays and {Path(args.out) / 'explanations.csv'}")
+        print(f"{r['image']}: {r['label']} ({r['probability']:.2f}){inside} -> {out / r['overlay']}")
+    n = len({r["overlay"] for r in records})
+    print(f"wrote {n} overlay{'s' if n != 1 else ''} and {out / EXPLANATIONS_CSV}")
     return 0
+
+
+def _json_with(*keys: str):
+    """Whether a file is a JSON object holding ``keys``: how a command recognises a JSON file it wrote."""
+    import json
+
+    def ours(path) -> bool:
+        with open(path) as fh:
+            data = json.load(fh)
+        return isinstance(data, dict) and all(k in data for k in keys)
+
+    return ours
+
+
+def _text_starting(prefix: str):
+    """Whether a text file starts with ``prefix`` (a CSV header, a heading): how a command recognises its file."""
+    def ours(path) -> bool:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read(len(prefix)) == prefix
+
+    return ours
+
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from explearn.outputs import check_output_folder
     from explearn.reproduce import reproduce
 
     out = args.out or str(Path("reports") / Path(args.collection).name)
+    check_output_folder(out, "--out")  # before hours of training, not after
     summaries, outcome = reproduce(args.collection, args.preset, out, args.workers, args.only, cluster=args.cluster)
     for summary in summaries:
         print(summary.read_text())
@@ -351,11 +448,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from explearn.bench import append_log, markdown, run_bench
+    from explearn.outputs import check_output_file
 
+    log = Path(args.log) if args.log else Path(__file__).resolve().parents[2] / "benchmarks" / "LOG.md"
+    check_output_file(log, "--log", ours=_text_starting("# Benchmark log"), what="a benchmark log (it is appended to)")
+    if args.json:
+        check_output_file(args.json, "--json", ours=_json_with("machine", "workloads"),
+                          what="figures written by `explearn bench --json`")
     figures = run_bench(quick=args.quick, log=lambda line: print(line, file=sys.stderr))
     text = markdown(figures)
     print(text)
-    log = Path(args.log) if args.log else Path(__file__).resolve().parents[2] / "benchmarks" / "LOG.md"
     append_log(log, text)
     print(f"appended to {log}")
     if args.json:
@@ -370,6 +472,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from explearn.report import render
 
     root = Path(args.dir)
+    if root.is_file():
+        raise ConfigError(f"{root}: is a file; give the report folder `explearn reproduce` wrote (it holds "
+                          "manifest.json)")
     folders = [root] if (root / "manifest.json").is_file() else sorted(p.parent for p in root.glob("*/manifest.json"))
     if not folders:
         raise FileNotFoundError(f"{root / 'manifest.json'} not found (nor in a subfolder): not a report folder "

@@ -13,19 +13,27 @@ Failures:
     goes on;
   - ``retries=0``: a task that fails for another reason is not retried either; its runs are recorded as failed.
 Before anything is submitted, every worker must import the client's explearn version (else ``ClusterError``).
+
+Runs are claimed in the client's store group by group, as on local workers (``explearn.claims``), with at most one
+task per worker thread in flight, so that two launches on one store sharing a cluster split the runs.
 """
 
 from __future__ import annotations
 
 import gc
+import itertools
 import os
+import time
 import traceback
 import uuid
 import warnings
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from explearn.errors import ConfigError
-from explearn.sweep import RunResult, RunSpec, execute_group, plan_groups
+from explearn.sweep import RunResult, RunSpec, execute_group, failed_runs
+
+if TYPE_CHECKING:
+    from explearn.claims import SweepQueue
 
 #: Seconds to wait for the scheduler, unless ``EXPLEARN_CLUSTER_TIMEOUT`` says otherwise.
 CONNECT_TIMEOUT_S = 10.0
@@ -64,37 +72,78 @@ def connect(address: str, timeout: float | None = None):
                        f"tcp://HOST:PORT, or raise {TIMEOUT_ENV}")
 
 
-def cluster_results(runs: list[RunSpec], address: str) -> Iterator[RunResult]:
-    """Results of ``execute_group`` over the runs' groups on the scheduler at ``address``, as they finish.
+def cluster_results(queue: "SweepQueue", address: str) -> Iterator[RunResult]:
+    """Results of ``execute_group`` over the queue's groups on the scheduler at ``address``, as they finish.
 
     Raises:
         ClusterError: the scheduler cannot be reached or lost the tasks, or a worker cannot run explearn.
     """
+    from explearn.claims import dispatch
+
     with connect(address) as client:
+        check_workers(client, address)  # before any claim: a refused cluster leaves the store untouched
+        yield from dispatch(queue, DaskTasks(client, address))
+
+
+class DaskTasks:
+    """The sweep's groups as tasks on a Dask scheduler (the backend of ``claims.dispatch``): as many in flight as the
+    cluster has worker threads, counted again every few seconds as workers join and leave."""
+
+    #: seconds between two counts of the workers' threads
+    RECOUNT_S = 5.0
+
+    def __init__(self, client, address: str) -> None:
         from distributed import as_completed  # importable: connect succeeded
 
-        check_workers(client, address)
-        slots = sum(client.nthreads().values())  # 0 while no worker has joined: tasks wait for one
-        token = uuid.uuid4().hex[:8]  # this sweep's tasks are its own, even if another client submits the same runs
-        futures = {client.submit(execute_group, group, key=f"explearn_runs-{group[0].run_id}-{token}", retries=0):
-                   group for group in plan_groups(runs, slots)}
-        for future, result in as_completed(futures, loop=client.loop, with_results=True, raise_errors=False):
-            group = futures.pop(future)
-            # decided by what arrived, not by the future's state now: a worker that dies after its result was
-            # gathered makes the scheduler forget that result, and the future's status changes under us
-            if isinstance(result, list):  # execute_group's own result
-                yield from result
-            elif _is_error(result):  # not a run's exception (caught in the task): the task itself failed
-                typ, exc, tb = result
-                text = "".join(traceback.format_exception(typ, exc, tb))
-                if type(exc).__name__ == "KilledWorker":
-                    text += ("\nthe task's worker died each time Dask ran it (distributed.scheduler.allowed-failures "
-                             "sets how often it tries): these runs may exhaust a worker's memory or crash it\n")
-                yield from ((run.run_id, None, text) for run in group)
-            else:
-                raise ClusterError(f"the scheduler at {address} cancelled the sweep's tasks ({result}); the runs "
-                                   "finished so far are stored, launch again to resume")
+        self.client, self.address = client, address
+        self.token = uuid.uuid4().hex[:8]  # this sweep's tasks are its own, even if another client submits them too
+        self.serial = itertools.count()
+        self.groups: dict = {}  # future -> its group
+        self.arrived = as_completed(loop=client.loop, with_results=True, raise_errors=False)
+        self.slots = self._threads()  # 0 while no worker has joined: tasks wait for one
+
+    def _threads(self) -> int:
+        self.counted = time.monotonic()
+        return sum(self.client.nthreads().values())
+
+    def capacity(self) -> int:
+        if time.monotonic() - self.counted > self.RECOUNT_S:
+            self.slots = self._threads()
+        return max(1, self.slots)
+
+    def busy(self) -> int:
+        return len(self.groups)
+
+    def submit(self, group: list[RunSpec]) -> None:
+        key = f"explearn_runs-{group[0].run_id}-{self.token}-{next(self.serial)}"
+        future = self.client.submit(execute_group, group, key=key, retries=0)
+        self.groups[future] = group
+        self.arrived.add(future)
+
+    def results(self, timeout: float) -> list[RunResult]:
+        deadline = time.monotonic() + timeout
+        while not self.arrived.has_ready() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        out: list[RunResult] = []
+        for future, result in self.arrived.next_batch(block=False):
+            out += self._unpack(self.groups.pop(future), result)
             future.release()
+        return out
+
+    def _unpack(self, group: list[RunSpec], result) -> list[RunResult]:
+        # decided by what arrived, not by the future's state now: a worker that dies after its result was
+        # gathered makes the scheduler forget that result, and the future's status changes under us
+        if isinstance(result, list):  # execute_group's own result
+            return result
+        if _is_error(result):  # not a run's exception (caught in the task): the task itself failed
+            typ, exc, tb = result
+            text = "".join(traceback.format_exception(typ, exc, tb))
+            if type(exc).__name__ == "KilledWorker":
+                text += ("\nthe task's worker died each time Dask ran it (distributed.scheduler.allowed-failures "
+                         "sets how often it tries): these runs may exhaust a worker's memory or crash it\n")
+            return failed_runs(group, text)
+        raise ClusterError(f"the scheduler at {self.address} cancelled the sweep's tasks ({result}); the runs "
+                           "finished so far are stored, launch again to resume")
 
 
 def _is_error(result: object) -> bool:

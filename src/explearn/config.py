@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import json
 import math
+import numbers
 import types
 import typing
 from typing import Any, Literal, Mapping, TypeVar, Union, get_args, get_origin
@@ -21,11 +22,15 @@ from explearn.errors import ConfigError
 T = TypeVar("T")
 
 
-def setting(default: Any, help: str) -> Any:
-    """A dataclass field with a default and a one-line help text (shown by ``explearn list``)."""
+def setting(default: Any, help: str, allow_inf: bool = False) -> Any:
+    """A dataclass field with a default and a one-line help text (shown by ``explearn list``).
+
+    A float setting refuses NaN and +-inf unless ``allow_inf`` (then +-inf is a valid value, e.g. "no limit");
+    NaN is never a valid setting.
+    """
     if isinstance(default, (list, dict, set)):
         raise TypeError("use an immutable default (tuple) for a setting")
-    return dataclasses.field(default=default, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help, "allow_inf": allow_inf})
 
 
 def fields_help(cls: type) -> list[tuple[str, str, Any, str]]:
@@ -48,7 +53,8 @@ def from_dict(cls: type[T], values: Mapping[str, Any] | None, where: str) -> T:
         where: what these settings belong to, for messages ("method 'two_stage'").
 
     Raises:
-        ConfigError: an unknown key (with the closest known names), a wrong type or an invalid choice.
+        ConfigError: an unknown key (with the closest known names), a wrong type, an invalid choice, or a float that
+            is NaN or infinite (unless its setting allows infinity).
     """
     values = dict(values or {})
     known = {f.name: f for f in dataclasses.fields(cls)}
@@ -63,7 +69,8 @@ def from_dict(cls: type[T], values: Mapping[str, Any] | None, where: str) -> T:
             f"unknown setting {', '.join(msgs)} for {where}; known settings: {', '.join(known)}"
         )
     hints = typing.get_type_hints(cls)
-    kwargs = {key: _coerce(value, hints[key], f"{where}: setting {key!r}") for key, value in values.items()}
+    kwargs = {key: _coerce(value, hints[key], f"{where}: setting {key!r}", known[key].metadata.get("allow_inf", False))
+              for key, value in values.items()}
     return cls(**kwargs)
 
 
@@ -81,6 +88,47 @@ def parse_assignments(items: list[str] | None, where: str) -> dict[str, str]:
             raise ConfigError(f"{where}: expected KEY=VALUE, got {item!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+def check_seed(seed: Any, where: str) -> int:
+    """``seed`` as a seed: an integer >= 0 (numpy's generators refuse negative seeds; torch would accept them, so
+    the rule is checked here, once, for every seed explearn takes).
+
+    Raises:
+        ConfigError: naming ``where`` (e.g. ``--data-seed``), for a negative number, a float or a non-number.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ConfigError(f"{where}: a seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
+def json_ready(value: Any, where: str = "value") -> Any:
+    """``value`` with what ``json.dumps`` cannot write converted: numpy scalars, 0-d arrays and 0-d tensors become
+    Python numbers (``.item()``), tuples become lists; dicts and lists are converted item by item.
+
+    Raises:
+        TypeError: anything else (an n-d array, a tensor, a Path, an object), naming its key path, e.g.
+            ``metrics['test/acc']: numpy.ndarray is not JSON-serialisable``.
+    """
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not (key is None or isinstance(key, (str, int, float, bool))):
+                raise TypeError(f"{where}: key {key!r} ({_qualname(key)}) is not JSON-serialisable")
+            out[key] = json_ready(item, f"{where}[{key!r}]")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):  # numpy scalar, 0-d array/tensor
+        return json_ready(value.item(), where)
+    raise TypeError(f"{where}: {_qualname(value)} is not JSON-serialisable (store a number, string, list or dict)")
+
+
+def _qualname(value: Any) -> str:
+    cls = type(value)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__.split('.')[0]}.{cls.__qualname__}"
 
 
 def config_hash(config: Mapping[str, Any], length: int = 12) -> str:
@@ -111,7 +159,7 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+def _coerce(value: Any, tp: Any, where: str, allow_inf: bool = False) -> Any:
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         args = get_args(tp)
@@ -121,9 +169,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
-                return _coerce(value, arg, where)
+                return _coerce(value, arg, where, allow_inf)
             except ConfigError as err:
                 errors.append(str(err))
+        if len(errors) == 1:  # float | None and the like: the one type's own message says more
+            raise ConfigError(errors[0])
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         choices = get_args(tp)
@@ -142,7 +192,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         item_types = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
         if len(item_types) != len(value):
             raise ConfigError(f"{where}: expected {len(item_types)} items, got {len(value)}")
-        return tuple(_coerce(v, t, where) for v, t in zip(value, item_types))
+        return tuple(_coerce(v, t, where, allow_inf) for v, t in zip(value, item_types))
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -170,7 +220,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
         if math.isnan(out):
-            raise ConfigError(f"{where}: NaN is not a valid value")
+            raise ConfigError(f"{where}: NaN is not a valid value; give a number")
+        if math.isinf(out) and not allow_inf:
+            raise ConfigError(f"{where}: {value!r} is not a finite number; give a finite value")
         return out
     if tp is str:
         if not isinstance(value, str):

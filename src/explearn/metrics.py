@@ -1,10 +1,12 @@
 """The metrics the paper reports: accuracy (overall, balanced, per class, minority class), pairwise agreement
-across models, stability across seeds and convergence. Explanation alignment lives in ``explearn.explain``."""
+across models, stability across seeds and convergence, and the range each metric's values can take (for
+confidence intervals). Explanation alignment lives in ``explearn.explain``."""
 
 from __future__ import annotations
 
 import itertools
 import math
+import re
 from typing import Sequence
 
 import torch
@@ -30,9 +32,21 @@ def balanced_accuracy(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> fl
     return sum(values) / len(values)
 
 
-def minority_class(train_counts: Sequence[int]) -> int:
-    """The class with the fewest training samples (the lowest index on ties)."""
-    return min(range(len(train_counts)), key=lambda k: (train_counts[k], k))
+def minority_class(train_counts: Sequence[int]) -> int | None:
+    """The class with the fewest training samples, or None when no single class has the fewest.
+
+    "Minority class" is only defined for imbalanced training data: on balanced classes (or when two classes tie
+    for the fewest samples) there is no minority, so no minority-class accuracy is reported rather than the
+    accuracy of an arbitrary class. Per-class accuracies (``acc_class{k}``) are always reported.
+
+    Args:
+        train_counts: number of training samples per class, indexed by class.
+    """
+    if not train_counts:
+        return None
+    fewest = min(train_counts)
+    smallest = [k for k, count in enumerate(train_counts) if count == fewest]
+    return smallest[0] if len(smallest) == 1 else None
 
 
 def pairwise_agreement(predictions: Sequence[torch.Tensor]) -> float:
@@ -70,3 +84,37 @@ def epochs_to_fraction(curve: Sequence[float], fraction: float = 0.95) -> int | 
         return None
     goal = fraction * curve[-1]
     return next(i for i, v in enumerate(curve) if v >= goal)
+
+
+#: metric names (the part after the last "/") that are shares of points or of attribution mass: always in [0, 1].
+#: Any name with an "acc" word (``acc``, ``balanced_acc``, ``minority_acc``, ``acc_class3``) is an accuracy too.
+SHARES = {"agreement", "align", "wrong_score"}
+#: metric keys that are counts, norms or durations: never negative (matched on any "/"-separated part)
+NON_NEGATIVE = re.compile(r"^(epochs_to_\w+|selected_epoch|grad_\w+|time)$")
+
+
+def metric_bounds(metric: str) -> tuple[float, float]:
+    """The values a metric can take, as (lowest, highest); (-inf, inf) for a metric not known to be bounded.
+
+    Accuracies of every kind, alignment, the wrong-reason score and pairwise agreement lie in [0, 1] (the rule
+    reads the metric's name after the split, so ``test_spurious/acc`` or a new ``*/acc_top2`` are covered);
+    epoch counts, gradient norms and times in [0, inf). Confidence intervals of a mean are kept inside these
+    bounds (``explearn.results.ci95``): the mean of bounded values lies within the same bounds.
+
+    Args:
+        metric: a metric key such as ``test/acc``, ``agreement``, ``epochs_to_95`` or ``grad_stage1/mean``.
+    """
+    parts = metric.split("/")
+    name = parts[-1]
+    if name in SHARES or "acc" in name.split("_"):
+        return 0.0, 1.0
+    if any(NON_NEGATIVE.match(part) for part in parts):
+        return 0.0, math.inf
+    return -math.inf, math.inf
+
+
+def difference_bounds(metric: str) -> tuple[float, float]:
+    """The values a difference of two values of ``metric`` can take: [-1, 1] for a metric in [0, 1], and
+    (-inf, inf) for one that is only bounded below."""
+    low, high = metric_bounds(metric)
+    return low - high, high - low

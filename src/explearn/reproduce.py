@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from explearn.files import atomic_write
 from explearn.search import candidate_key, candidates, choose
 from explearn.specs import ExperimentSpec, Setting, collection_cluster, experiments_dir, load_specs
 from explearn.sweep import RunSpec, RunStore, SweepOutcome, run_sweep
@@ -126,11 +127,15 @@ def choose_all(specs: list[ExperimentSpec], plan: list[Planned], store: RunStore
 
 
 def plan_eval(spec: ExperimentSpec, chosen: dict) -> list[Planned]:
-    """Evaluation runs: every method of every setting on seeds 0..seeds-1 with the chosen hyperparameters."""
+    """Evaluation runs: every method of every setting on seeds 0..seeds-1 with the chosen hyperparameters (a
+    grid of a single candidate is not searched: that candidate is used)."""
     plan = []
     for setting in spec.settings:
         for method in spec.methods_for(setting):
-            cand = chosen.get((spec.name, setting.label, method)) or "{}"
+            cand = chosen.get((spec.name, setting.label, method))
+            if cand is None:
+                options = candidates(spec["search"].get(method, {}), _applicable(setting.hparams, method))
+                cand = candidate_key(options[0]) if len(options) == 1 else "{}"
             for seed in range(spec["seeds"]):
                 run = make_run(spec, setting, method, seed, json.loads(cand),
                                attributions=spec["attributions"] if seed == 0 else 0)
@@ -179,23 +184,22 @@ def reproduce(collection: str = "paper", preset: str = "quick", out: str | Path 
     search = [p for spec in specs for p in plan_search(spec)]
     _write_manifests(out, reports, folder, preset, search, {}, [], None)
     log(f"search: {len({p.run.run_id for p in search})} runs")
-    first = run_sweep([p.run for p in search], store, workers, _progress(log, "search"), cluster)
+    first = run_sweep([p.run for p in search], store, workers, _progress(log, "search"), cluster, log=log)
     chosen, table = choose_all(specs, search, store)
 
     evaluation = [p for spec in specs for p in plan_eval(spec, chosen)]
     _write_manifests(out, reports, folder, preset, search + evaluation, chosen, table, None)
     log(f"evaluation: {len({p.run.run_id for p in evaluation})} runs")
-    second = run_sweep([p.run for p in evaluation], store, workers, _progress(log, "evaluation"), cluster)
+    second = run_sweep([p.run for p in evaluation], store, workers, _progress(log, "evaluation"), cluster, log=log)
 
-    outcome = SweepOutcome(first.trained + second.trained, first.skipped + second.skipped,
-                           {**first.failed, **second.failed})
+    outcome = first.merge(second)
     seconds = time.perf_counter() - start
     _write_manifests(out, reports, folder, preset, search + evaluation, chosen, table,
                      {"seconds": seconds, "trained": len(outcome.trained), "skipped": len(outcome.skipped),
-                      "failed": sorted(outcome.failed), "specs": [s.name for s in specs]})
+                      "by_other_launch": len(outcome.by_other), "failed": sorted(outcome.failed),
+                      "specs": [s.name for s in specs]})
     summaries = [render(path) for path in reports]
-    log(f"{len(outcome.trained)} runs trained, {len(outcome.skipped)} reused, {len(outcome.failed)} failed "
-        f"in {seconds:.0f} s")
+    log(f"{outcome.describe()} in {seconds:.0f} s")
     return summaries, outcome
 
 
@@ -238,9 +242,7 @@ def _write_manifest(out: Path, folder: Path, preset: str, specs: list[Experiment
         "chosen": [{"experiment": e, "setting": s, "method": m, "candidate": c} for (e, s, m), c in chosen.items()],
         "search": table, "timing": timing,
     }
-    tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, default=str))
-    tmp.replace(out / "manifest.json")
+    atomic_write(out / "manifest.json", json.dumps(manifest, indent=1, default=str))  # two launches may write at once
 
 
 def _progress(log: Callable[[str], None], phase: str) -> Callable[[int, int], None]:

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
-from explearn.metrics import epochs_to_fraction, pairwise_agreement
+from explearn.metrics import difference_bounds, epochs_to_fraction, metric_bounds, pairwise_agreement
 from explearn.sweep import RunStore
 
 MANIFEST = "manifest.json"
@@ -98,8 +98,19 @@ def _gradient_summary(history: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def ci95(values: list[float]) -> tuple[float, float]:
-    """Two-sided 95 % confidence interval of the mean (Student's t); NaN for fewer than two values."""
+def ci95(values: list[float], bounds: tuple[float, float] = (-math.inf, math.inf)) -> tuple[float, float]:
+    """Two-sided 95 % confidence interval of the mean: Student's t-interval intersected with ``bounds``; NaN for
+    fewer than two values.
+
+    The true mean of a metric bounded in [low, high] lies in [low, high] too, so the part of the t-interval outside
+    is impossible; cutting it off leaves a set that contains the true mean whenever the t-interval does, i.e. with
+    the same coverage. (With two seeds the t-interval of accuracies is often wider than [0, 1], e.g. values 0.55
+    and 0.98 give [-1.967, 3.497], shown as [0, 1]: the data say nothing about the mean.)
+
+    Args:
+        values: one value per seed (NaN values are left out).
+        bounds: (lowest, highest) possible value, e.g. ``explearn.metrics.metric_bounds(metric)``.
+    """
     values = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
     n = len(values)
     if n < 2:
@@ -107,11 +118,13 @@ def ci95(values: list[float]) -> tuple[float, float]:
     mean = sum(values) / n
     sem = statistics.stdev(values) / math.sqrt(n)
     half = stats.t.ppf(0.975, n - 1) * sem
-    return mean - half, mean + half
+    return float(max(mean - half, bounds[0])), float(min(mean + half, bounds[1]))
 
 
 def aggregate(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """Mean, std, 95 % CI and count over seeds, per experiment, setting, method and metric (evaluation runs)."""
+    """Mean, std, 95 % CI and count over seeds, per experiment, setting, method and metric (evaluation runs).
+
+    The CI is kept within the metric's possible values (``explearn.metrics.metric_bounds``; see ``ci95``)."""
     rows = []
     for keys, group in runs[runs["role"] == "eval"].groupby(KEYS, sort=False):
         for metric in metrics:
@@ -120,7 +133,7 @@ def aggregate(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
             values = [float(v) for v in group[metric].dropna()]
             if not values:  # e.g. stage-2 gradient norms of a method without stage 2
                 continue
-            lo, hi = ci95(values)
+            lo, hi = ci95(values, metric_bounds(metric))
             rows.append({**dict(zip(KEYS, keys)), "metric": metric, "n": len(values),
                          "mean": _mean(values), "std": _std(values),
                          "ci_low": lo, "ci_high": hi})
@@ -129,7 +142,8 @@ def aggregate(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 def paired_differences(runs: pd.DataFrame, baseline: str, metrics: list[str]) -> pd.DataFrame:
     """Method minus baseline method in the same setting on the same seed (paired), with mean, 95 % CI and the
-    count of pairs."""
+    count of pairs. The CI is kept within the possible differences (``explearn.metrics.difference_bounds``: [-1, 1]
+    for accuracies and other shares)."""
     return _paired(runs[runs["role"] == "eval"], method_pairs(runs, baseline), metrics)
 
 
@@ -187,7 +201,7 @@ def _paired(ev: pd.DataFrame, pairs: list[Pair], metrics: list[str]) -> pd.DataF
             diffs = [d for d in diffs if not math.isnan(d)]
             if not diffs:  # the metric does not exist for this method (e.g. stage-2 gradients of standard)
                 continue
-            lo, hi = ci95(diffs)
+            lo, hi = ci95(diffs, difference_bounds(metric))
             rows.append({"experiment": experiment, "setting": setting, "method": method, "baseline": label,
                          "metric": metric, "n": len(diffs), "mean": _mean(diffs), "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows)

@@ -12,10 +12,11 @@ import copy
 import difflib
 import itertools
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from explearn.config import check
 from explearn.errors import ConfigError
@@ -150,12 +151,13 @@ def load_spec(path: str | Path, preset: str = "quick") -> ExperimentSpec:
     check(raw["curves"] in ("val", "all"), where, f"curves must be 'val' or 'all', got {raw['curves']!r}")
     check(isinstance(raw["seeds"], int) and raw["seeds"] >= 1, where, "seeds must be a positive integer")
     check(raw["report"] in ("together", "apart"), where, f"report must be 'together' or 'apart', got {raw['report']!r}")
-    settings = _settings(raw, where)
+    settings, renamed = _settings(raw, where)
     if raw["reference"] is not None:
         variants = [v.get("label") for v in raw.get("variants") or []]
         close = difflib.get_close_matches(str(raw["reference"]), [str(v) for v in variants], n=1)
         check(raw["reference"] in variants, where, f"reference {raw['reference']!r} is not the label of a variant"
               + (f"; did you mean {close[0]!r}?" if close else f" (variants: {', '.join(map(str, variants))})"))
+        raw["reference"] = renamed.get(raw["reference"], raw["reference"])  # the variant's label as shown
     return ExperimentSpec(raw["name"], preset, raw, settings, str(path))
 
 
@@ -303,7 +305,9 @@ def _probe():
     return torch.zeros(1, 1, 2)
 
 
-def _settings(raw: Mapping[str, Any], where: str) -> tuple[Setting, ...]:
+def _settings(raw: Mapping[str, Any], where: str) -> tuple[tuple[Setting, ...], dict[str, str]]:
+    """The settings (scenario x grid point x variant), and each variant label that was rewritten to tell the truth
+    (old -> new; see ``_true_label``)."""
     grid = _flatten(raw.get("grid", {}))
     for key, values in grid.items():
         check(isinstance(values, list) and values, where, f"grid entry {key!r} must be a non-empty list")
@@ -314,6 +318,7 @@ def _settings(raw: Mapping[str, Any], where: str) -> tuple[Setting, ...]:
         variants += registered_variants(raw["registered"], variants, where)
     variants = variants or [{}]
     settings = []
+    rewrites: dict[tuple[str, str], set[str]] = {}  # (kind of label part, as written) -> as shown
     for scenario, point, variant in itertools.product(scenarios, points, variants):
         for kind, table, keys in (("scenario", scenario, {"label", "data", "hp", "model"}),
                                   ("variant", variant, {"label", "data", "hp", "model", "methods"})):
@@ -323,10 +328,136 @@ def _settings(raw: Mapping[str, Any], where: str) -> tuple[Setting, ...]:
                   **point, **_flatten({k: variant[k] for k in ("hp", "model") if k in variant}),
                   **variant.get("data", {})}
         data, hp, model = _split(values)
-        parts = ([scenario["label"]] if "label" in scenario else []) + [f"{k}={_format(v)}" for k, v in point.items()]
-        label = ", ".join(parts + ([variant["label"]] if "label" in variant else [])) or raw.get("label", raw["name"])
         methods = tuple(variant["methods"]) if "methods" in variant else None
-        settings.append(Setting(label, values, data, hp, model, methods, ", ".join(parts), variant.get("label", "")))
+        in_use = _options_in_use(raw, data, hp, model, methods, where)
+
+        def shown(kind: str, text: str, in_use: Callable[[str], dict[str, Any]] = in_use) -> str:
+            true = _true_label(text, in_use, where)
+            rewrites.setdefault((kind, text), set()).add(true)  # the same part must read the same everywhere
+            return true
+
+        parts = ([shown("scenario label", scenario["label"])] if "label" in scenario else []) + [
+            shown("grid value", f"{k}={_format(v)}") for k, v in point.items()]
+        variant_label = shown("variant label", variant["label"]) if "label" in variant else ""
+        label = ", ".join(parts + ([variant_label] if variant_label else [])) or \
+            _true_label(raw.get("label", raw["name"]), in_use, where)
+        settings.append(Setting(label, values, data, hp, model, methods, ", ".join(parts), variant_label))
+    for (kind, text), true in rewrites.items():
+        check(len(true) == 1, where, f"the {kind} {text!r} would say different things in different settings "
+              f"({', '.join(sorted(true))}), since another part of the setting changes its value: leave the value "
+              "out of the label, or set it where the label is")
     labels = [s.label for s in settings]
     check(len(set(labels)) == len(labels), where, f"settings need distinct labels, got {labels}")
-    return tuple(settings)
+    renamed = {text: next(iter(true)) for (kind, text), true in rewrites.items() if kind == "variant label"}
+    return tuple(settings), renamed
+
+
+# --- labels that say what ran -------------------------------------------------------------------------------------
+
+#: a part of a setting label that states an option's value: "n_train=500", "hp.lr_ratio = 0.1", "mapping=conv1x1"
+_STATED = re.compile(r"^(\s*)([A-Za-z_][\w.]*)(\s*=\s*)(\S.*?)(\s*)$")
+
+
+def _true_label(text: str, in_use: Callable[[str], dict[str, Any]], where: str) -> str:
+    """``text`` with each comma-separated part ``key=value`` whose key is an option of the dataset, of a method
+    or of the model (``hp.`` / ``model.`` prefixes allowed) rewritten to the value the setting's runs use.
+
+    Labels are written by hand, once for every preset, and a preset may change an option a label names (the
+    ``smoke`` preset trains on 32 samples where a label says ``n_train=500``); the label is what the report shows,
+    so it follows the runs. Other parts ("small data", "9:1", "eta2 = 10 eta1") are left as written.
+
+    Raises:
+        ConfigError: the part names an option that the search chooses, or that the setting's methods use with
+            different values.
+    """
+    out = []
+    for part in text.split(","):
+        match = _STATED.match(part)
+        used = in_use(match.group(2)) if match else {}
+        if used and not all(_states(match.group(4), v) for v in used.values()):
+            distinct = sorted({_format(v) for v in used.values()})
+            check(len(distinct) == 1, where, f"label part {part.strip()!r} cannot be true for every run of its "
+                  f"setting: {match.group(2)} is " + ", ".join(f"{_format(v)} ({who})" for who, v in used.items())
+                  + "; leave it out of the label or give every method the same value")
+            part = f"{match.group(1)}{match.group(2)}{match.group(3)}{distinct[0]}{match.group(5)}"
+        out.append(part)
+    return ",".join(out)
+
+
+def _states(text: str, value: Any) -> bool:
+    """Whether a label's value text states ``value`` (``10`` states 10.0, ``0.90`` states 0.9)."""
+    if text == _format(value) or text.lower() == str(value).lower():
+        return True
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return float(text) == float(value)
+        except ValueError:
+            return False
+    return False
+
+
+def _options_in_use(raw: Mapping[str, Any], data: Mapping[str, Any], hp: Mapping[str, Any],
+                    model: Mapping[str, Any], methods: tuple[str, ...] | None,
+                    where: str) -> Callable[[str], dict[str, Any]]:
+    """A lookup: option key -> {"data" / method name / "model": the value the setting's runs use}, by the rules
+    of ``explearn.reproduce.make_run`` (setting over spec over defaults; a method's settings only where it has
+    them). Empty for a key that is no option. Built on the first call, so labels without ``key=value`` parts cost
+    nothing and unknown names fail where the runs are made, with suggestions.
+
+    Raises (on lookup):
+        ConfigError: the key names a hyperparameter the search chooses among several values.
+    """
+    tables: dict[str, tuple[str, dict[str, Any], set[str]]] = {}  # owner -> (kind, values, searched keys)
+    built: list[bool] = []
+
+    def build() -> None:
+        import dataclasses
+
+        from explearn.datasets import DATASETS
+        from explearn.datasets.masks import MaskOptions
+        from explearn.methods import METHODS
+        from explearn.models import MODELS
+        from explearn.search import candidates
+
+        def defaults(cls: type) -> dict[str, Any]:
+            return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+        def find(registry: Any, name: Any) -> Any:
+            return registry.get(name) if isinstance(name, str) and name in registry else None
+
+        if find(DATASETS, raw.get("dataset")):
+            options = {**defaults(DATASETS.get(raw["dataset"])[1]), **defaults(MaskOptions), **raw["data"], **data}
+            tables["data"] = ("data", options, set())
+        if find(MODELS, raw["model"]):
+            tables["model"] = ("model", {**defaults(MODELS.get(raw["model"])[1]), **raw["model_options"], **model},
+                               set())
+        for method in methods if methods is not None else raw["methods"]:
+            if not find(METHODS, method):
+                continue
+            own = defaults(METHODS.get(method).HParams)
+            fixed = {k: v for k, v in hp.items() if k in own}
+            values = {**own, **raw["hparams"].get(method, {}), **fixed}
+            grid = raw["search"].get(method, {})
+            searched = set()
+            if len(candidates(grid, fixed)) > 1:  # with one candidate the search does not run: defaults are used
+                for key in (k for k in grid if k not in fixed):
+                    if len(grid[key]) == 1:
+                        values[key] = grid[key][0]
+                    else:
+                        searched.add(key)
+            tables[method] = ("hp", values, searched)
+
+    def lookup(key: str) -> dict[str, Any]:
+        if not built:
+            build()
+            built.append(True)
+        space, _, name = key.rpartition(".")
+        found = {}
+        for owner, (kind, values, searched) in tables.items():
+            if name in values and space in ("", kind):
+                check(name not in searched, where, f"a label names {key}, which the search chooses for {owner}, so "
+                      "no label can say its value; leave it out of the label or fix it in the setting (hp table)")
+                found[owner] = values[name]
+        return found
+
+    return lookup

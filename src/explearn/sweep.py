@@ -6,27 +6,40 @@ is written to a temporary file and renamed before the marker is written, so a sw
 no half-written record and loses no finished run. A relaunched sweep skips every finished run. A run that raises
 is recorded with its traceback (``error.txt``) and retried by the next launch; the others go on.
 
-Both backends, local worker processes and a Dask scheduler (``explearn.cluster``), run the same task,
-``execute_group``: it trains a few runs and returns each one's record as JSON text, or its traceback. Only the
-process that launched the sweep writes the store, as results arrive, so workers need no shared filesystem. A
+Several launches may share one store at the same time (``explearn.claims``): each claims a run (``RunStore.claim``,
+an OS file lock that dies with its holder) right before training it, group by group, so they split the work; a
+launch left with nothing of its own waits for the runs another one holds, and takes over those of a launch that stops.
+
+Both backends, local worker processes (``explearn.pool``) and a Dask scheduler (``explearn.cluster``), run the same
+task, ``execute_group``: it trains a few runs and returns each one's record as JSON text, or its traceback. Only
+the process that launched the sweep writes the store, as results arrive, so workers need no shared filesystem. A
 worker that dies takes only its unfinished runs with it: they are trained again elsewhere.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
+import errno
 import functools
 import json
-import multiprocessing
 import os
+import socket
+import sys
 import threading
+import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
-from explearn.config import config_hash, from_dict, to_dict
+from explearn.config import config_hash, from_dict, json_ready, to_dict
+from explearn.errors import ConfigError
+from explearn.files import atomic_write
+
+if TYPE_CHECKING:
+    from filelock import FileLock
+
+    from explearn.claims import SweepQueue
 
 
 @dataclass(frozen=True)
@@ -85,9 +98,17 @@ def _cached_data(dataset: str, seed: int, options_json: str):
     return load(dataset, seed=seed, **json.loads(options_json))
 
 
+#: errno values by which a filesystem says it has no file locks (NFS without a lock daemon, some SMB and FUSE mounts)
+_NO_LOCKS = frozenset({errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP})
+
+
+class LocksUnsupported(OSError):
+    """The store's filesystem has no file locks, so runs cannot be claimed."""
+
+
 class RunStore:
     """``root/<run_id>/`` holds ``config.json``, then ``result.json`` and the ``done`` marker once finished, or
-    ``error.txt`` if the last attempt failed."""
+    ``error.txt`` if the last attempt failed, and ``claim``, the lock file of the launch training it."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -122,35 +143,110 @@ class RunStore:
         _atomic_write(folder / "config.json", json.dumps(run.config(), indent=1))
         _atomic_write(folder / "error.txt", text)
 
+    def claim(self, run_id: str) -> "FileLock | None":
+        """Claim a run for this process, so that another launch on the same store does not train it too.
+
+        The claim is an exclusive OS lock (``flock``; on Windows ``LockFileEx``), taken without waiting, on
+        ``root/<run_id>/claim``, a file that names its holder (``claim_holder``). The OS drops the lock when the
+        process ends, however it ends (a SIGKILL included), so no claim outlives its launch.
+
+        Returns:
+            The held ``filelock.FileLock`` (call ``.release()`` once the run's result or error is stored), or None
+            when another live process holds the claim.
+
+        Raises:
+            LocksUnsupported: the filesystem has no file locks (some NFS, SMB and FUSE mounts).
+        """
+        from filelock import FileLock, Timeout
+
+        folder = self.path(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        # no fallback to a lock file whose mere existence locks: it would outlive a killed holder
+        lock = FileLock(folder / "claim", thread_local=False, fallback_to_soft=False, preserve_lock_file=True,
+                        on_acquired=_name_holder)
+        try:
+            lock.acquire(blocking=False)
+        except Timeout:  # a TimeoutError, hence an OSError: caught first
+            return None
+        except OSError as err:
+            if err.errno in _NO_LOCKS:
+                raise LocksUnsupported(err.errno, f"{self.root} has no file locks ({err.strerror})") from err
+            raise
+        return lock
+
+    def claim_holder(self, run_id: str) -> str:
+        """Who holds (or last held) the claim on a run, as ``pid 4242 on host-1 since 2025-01-31 12:00:00``."""
+        try:
+            holder = json.loads((self.path(run_id) / "claim").read_text())
+            return f"pid {holder['pid']} on {holder['host']} since {holder['since']}"
+        except (OSError, ValueError, KeyError, TypeError):  # not written yet, or unreadable while locked (Windows)
+            return "another process"
+
+
+def _name_holder(fd: int) -> None:
+    """Write who holds a claim into its lock file (``on_acquired`` hook: the lock is held, ``fd`` is borrowed)."""
+    text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                       "since": time.strftime("%Y-%m-%d %H:%M:%S")})
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, text.encode())
+
 
 @dataclass
 class SweepOutcome:
-    """What a sweep did: run ids trained now, skipped as already finished, and failed (id -> traceback)."""
+    """What a sweep did: run ids trained now, skipped as already finished, and failed (id -> traceback).
+
+    ``by_other`` holds the runs of ``skipped`` that another launch on the same store finished while this one ran.
+    """
 
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    by_other: list[str] = field(default_factory=list)
+
+    def merge(self, other: "SweepOutcome") -> "SweepOutcome":
+        """The outcome of this sweep followed by ``other`` (e.g. a search then an evaluation)."""
+        return SweepOutcome(self.trained + other.trained, self.skipped + other.skipped,
+                            {**self.failed, **other.failed}, self.by_other + other.by_other)
+
+    def describe(self) -> str:
+        """``8 runs trained, 4 reused (3 by another launch), 0 failed``; no parenthesis when no other launch
+        finished any."""
+        shared = f" ({len(self.by_other)} by another launch)" if self.by_other else ""
+        return f"{len(self.trained)} runs trained, {len(self.skipped)} reused{shared}, {len(self.failed)} failed"
 
 
 #: What a task returns per run: (run id, the record as JSON text or None, the traceback or None).
 RunResult = tuple[str, str | None, str | None]
-#: Local worker pools that may break (a worker process died) before the runs still pending count as failed.
-POOL_RESTARTS = 3
+
+
+def failed_runs(group: list[RunSpec], text: str) -> list[RunResult]:
+    """The results of a group whose task failed as a whole: every run failed with ``text``."""
+    return [(run.run_id, None, text) for run in group]
 
 
 def run_sweep(runs: Iterable[RunSpec], store: RunStore, workers: int | None = None,
-              progress: Callable[[int, int], None] | None = None, cluster: str | None = None) -> SweepOutcome:
-    """Train every run that is not finished in ``store``.
+              progress: Callable[[int, int], None] | None = None, cluster: str | None = None,
+              log: Callable[[str], None] | None = None) -> SweepOutcome:
+    """Train every run that is not finished in ``store``, sharing the work with other launches on the same store.
+
+    Runs are claimed (``RunStore.claim``) group by group, right before they are submitted, with at most one group
+    per worker in flight, so that launches on one store at the same time each train a share. A run another live
+    launch has claimed is not trained here: once this launch has nothing of its own left, it waits for such runs
+    (saying once why, through ``log``) and takes over those whose launch stopped. It returns when every run is
+    finished or failed, by whichever launch.
 
     Args:
         runs: the runs (duplicates, by run id, are trained once).
-        store: where results go; only this process writes it, as each result arrives.
+        store: where results go; only this process writes it (and only the runs it claimed), as results arrive.
         workers: local worker processes; default one per CPU core; 0 trains in this process (no parallelism).
             Every run uses one torch thread, so results do not depend on the number of workers. Unused with
-            ``cluster``.
-        progress: called as ``progress(finished_so_far, total_to_train)`` after each run.
+            ``cluster``. A worker process exits when this process dies.
+        progress: called as ``progress(settled_so_far, total_to_train)`` each time a run is stored, here or by
+            another launch.
         cluster: address of a Dask scheduler (``tcp://host:port``) to train on instead of local processes
             (see ``explearn.cluster``); None or "" for local processes.
+        log: where to say why the sweep waits, or that runs cannot be claimed; default: standard error.
 
     Returns:
         A ``SweepOutcome``. Failed runs do not stop the sweep; their tracebacks are in the outcome and the store.
@@ -159,6 +255,8 @@ def run_sweep(runs: Iterable[RunSpec], store: RunStore, workers: int | None = No
         ClusterError: the scheduler cannot be reached, ``distributed`` is not installed, or the workers cannot
             import explearn (runs finished before are stored).
     """
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise ConfigError(f"workers must be an integer >= 0 (0: train in this process), got {workers!r}")
     unique = {r.run_id: r for r in runs}
     outcome = SweepOutcome()
     todo = []
@@ -169,27 +267,26 @@ def run_sweep(runs: Iterable[RunSpec], store: RunStore, workers: int | None = No
             todo.append(run)
     if not todo:  # nothing to train: no workers started, no scheduler contacted
         return outcome
+    from explearn.claims import SweepQueue
+
+    queue = SweepQueue(todo, store, outcome, progress, log or _to_stderr)
     if cluster:
         from explearn.cluster import cluster_results
 
-        results = cluster_results(todo, cluster)
+        results = cluster_results(queue, cluster)
     else:
-        results = _local_results(todo, (os.cpu_count() or 1) if workers is None else workers)
-    stored: set[str] = set()
-    with contextlib.closing(results):  # an error here shuts the workers or the client down at once
-        for run_id, record, error in results:
-            if run_id not in unique or run_id in stored:  # each run is written once, whatever a backend repeats
-                continue
-            stored.add(run_id)
-            if error is None:
-                store.save_record(unique[run_id], record)
-                outcome.trained.append(run_id)
-            else:
-                store.save_error(unique[run_id], error)
-                outcome.failed[run_id] = error
-            if progress is not None:
-                progress(len(stored), len(todo))
+        results = _local_results(queue, (os.cpu_count() or 1) if workers is None else workers)
+    try:
+        with contextlib.closing(results):  # an error here shuts the workers or the client down at once
+            for run_id, record, error in results:
+                queue.store_result(run_id, record, error)
+    finally:
+        queue.release_all()  # a launch that stops on an error leaves its runs to the others at once
     return outcome
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def plan_groups(runs: list[RunSpec], slots: int) -> list[list[RunSpec]]:
@@ -294,8 +391,9 @@ def _execute_together(group: list[RunSpec]) -> list[RunResult]:
 
 
 def record_json(run: RunSpec, result: Mapping[str, Any]) -> str:
-    """The stored record of a finished run: its configuration and its ``TrainResult.to_json()``, as JSON text."""
-    return json.dumps({"run": run.config(), **result})
+    """The stored record of a finished run: its configuration and its ``TrainResult.to_json()``, as JSON text
+    (numpy scalars and 0-d tensors as numbers; anything else not JSON-ready is a TypeError naming its key)."""
+    return json.dumps({key: json_ready(value, key) for key, value in {"run": run.config(), **result}.items()})
 
 
 _threads_lock = threading.Lock()
@@ -324,49 +422,18 @@ def _one_torch_thread() -> Iterator[None]:
                 torch.set_num_threads(_threads_before)
 
 
-def _local_results(todo: list[RunSpec], workers: int) -> Iterator[RunResult]:
-    """Results of ``execute_group`` over the sweep's groups, in this process or a pool of ``workers``."""
-    if workers == 0 or len(todo) <= 1:
-        for group in plan_groups(todo, 1):
-            yield from execute_group(group)
+def _local_results(queue: "SweepQueue", workers: int) -> Iterator[RunResult]:
+    """Results of ``execute_group`` over the queue's groups, in this process or a pool of ``workers`` processes
+    (``explearn.pool``)."""
+    from explearn.claims import dispatch
+    from explearn.pool import InProcess, WorkerPool
+
+    if workers == 0 or len(queue.todo) <= 1:
+        yield from dispatch(queue, InProcess())
         return
-    pending = plan_groups(todo, workers)
-    for _ in range(POOL_RESTARTS + 1):
-        lost = yield from _pool_results(pending, workers)
-        if not lost:
-            return
-        pending = lost  # a worker process died: its pool is gone; the groups it had not returned go again
-    text = (f"a local worker process died during each of {POOL_RESTARTS + 1} attempts while these runs were "
-            "pending (killed, out of memory, or a crash in native code); they are retried by the next launch\n")
-    for group in pending:
-        for run in group:
-            yield run.run_id, None, text
-
-
-def _pool_results(groups: list[list[RunSpec]], workers: int) -> Generator[RunResult, None, list[list[RunSpec]]]:
-    """Run ``groups`` in a fresh pool of spawned processes, yielding results as they arrive; returns the groups
-    lost because a worker process died (the pool then stops every worker)."""
-    ctx = multiprocessing.get_context("spawn")  # no fork: torch's thread pools do not survive it
-    pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(groups)), mp_context=ctx)
-    lost = []
-    try:
-        futures = {pool.submit(execute_group, group): group for group in groups}
-        for future in cf.as_completed(futures):
-            try:
-                results = future.result()
-            except cf.process.BrokenProcessPool:
-                lost.append(futures[future])
-                continue
-            except Exception:  # noqa: BLE001 - the task itself failed (e.g. a run that cannot be pickled)
-                text = traceback.format_exc()
-                results = [(run.run_id, None, text) for run in futures[future]]
-            yield from results
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return lost
+    with contextlib.closing(WorkerPool(workers, len(queue.todo))) as pool:
+        yield from dispatch(queue, pool)
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)  # a temporary name per process: where files have no locks, two launches may write

@@ -18,13 +18,14 @@ import torch
 from torch import nn
 
 from explearn import __version__
-from explearn.config import check, from_dict, to_dict
+from explearn.config import check, check_seed, from_dict, json_ready, to_dict
 from explearn.datasets.base import ExplanationDataset, Splits
 from explearn.errors import ConfigError
+from explearn.files import atomic_write
 from explearn.explain.attribution import ATTRIBUTION, explanation_alignment, wrong_reason_score
 from explearn.methods.base import METHODS, Batch, Method
 from explearn.metrics import accuracy, balanced_accuracy, minority_class, per_class_accuracy
-from explearn.models import MODELS, check_model
+from explearn.models import MODELS, check_model, check_outputs
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class TrainConfig:
     attributions: int = 0
 
     def __post_init__(self) -> None:
+        check_seed(self.seed, "train: run seed")
         check(self.epochs >= 1, "train", f"epochs must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, "train", f"batch_size must be >= 1, got {self.batch_size}")
         check(self.select in ("best_val", "best_val_balanced", "last"), "train",
@@ -85,14 +87,19 @@ class TrainResult:
                 "predictions": self.predictions, "examples": self.examples}
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write ``result.json`` (config, metrics, history, predictions) into ``out_dir``; returns its path."""
+        """Write ``result.json`` (config, metrics, history, predictions) into ``out_dir``; returns its path.
+
+        Numpy scalars and 0-d tensors (e.g. a metric a user added) are written as numbers.
+
+        Raises:
+            TypeError: a value that is not JSON-serialisable, naming its key (``metrics['x']: numpy.ndarray ...``);
+                nothing is written then.
+        """
+        text = json.dumps({key: json_ready(value, key) for key, value in self.to_json().items()}, indent=1,
+                          allow_nan=True)
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        path = out / "result.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1, allow_nan=True))
-        tmp.replace(path)  # atomic: a reader never sees half a file
-        return path
+        return atomic_write(out / "result.json", text)  # a reader never sees half a file
 
 
 def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Mapping[str, Any] | None = None,
@@ -137,10 +144,13 @@ def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Ma
 
     torch.manual_seed(cfg.seed)
     net, model_config = _build_model(model, cfg, data)
-    # channels-last layout: same values, 1.3x faster training and 3.7x faster evaluation on CPU (benchmarks/)
-    net = check_model(net).to(dev, memory_format=torch.channels_last)
-    splits = {name: ds.to(dev, channels_last=True) for name, ds in data.eval_splits().items()}
-    batches_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+    # channels-last layout: same values, 1.3x faster training and 3.7x faster evaluation on CPU (benchmarks/), for
+    # the registered models, which are tested in it; a user's network keeps the default layout, which its code
+    # may assume (x.view(B, -1) fails on a channels-last map)
+    layout = torch.channels_last if isinstance(model, str) else torch.contiguous_format
+    net = check_model(net).to(dev, memory_format=layout)
+    splits = {name: ds.to(dev, channels_last=layout == torch.channels_last) for name, ds in data.eval_splits().items()}
+    batches_per_epoch = len(batch_bounds(len(data.train), cfg.batch_size))
     algo: Method = method_cls(net, hp, batches_per_epoch)
     minority = minority_class(data.train.class_counts())
 
@@ -170,7 +180,7 @@ class _Fit:
     seconds: float
 
 
-def _fit(algo: Method, splits: dict[str, ExplanationDataset], cfg: TrainConfig, minority: int, quiet: bool) -> _Fit:
+def _fit(algo: Method, splits: dict[str, ExplanationDataset], cfg: TrainConfig, minority: int | None, quiet: bool) -> _Fit:
     """The epoch loop: train, evaluate the curve splits, keep the state of the selected epoch."""
     order = torch.Generator().manual_seed(cfg.seed)  # data order: the run seed, never the method
     curve_splits = splits if cfg.curves == "all" else {"val": splits["val"]}
@@ -184,6 +194,7 @@ def _fit(algo: Method, splits: dict[str, ExplanationDataset], cfg: TrainConfig, 
         tic = time.perf_counter()
         logs = _run_epoch(algo, splits["train"], cfg.batch_size, order)
         train_seconds += time.perf_counter() - tic
+        check_finite(logs, algo.model.parameters(), epoch, cfg)
         scores = _evaluate(algo, curve_splits, minority)
         _record(history, epoch, scores)
         _record(history, epoch, {"train": logs})
@@ -198,33 +209,115 @@ def _fit(algo: Method, splits: dict[str, ExplanationDataset], cfg: TrainConfig, 
     return _Fit(history, best_epoch, best_state, train_seconds, time.perf_counter() - start)
 
 
+class TrainingDiverged(ConfigError):
+    """A loss or a weight became NaN or infinite during training (a learning rate or loss weight too large)."""
+
+
+def check_finite(logs: Mapping[str, float], params: Any, epoch: int, cfg: TrainConfig, seed: int | None = None) -> None:
+    """Stop a run whose training diverged, instead of evaluating a model of NaN weights (its predictions would
+    all be class 0, an accuracy that looks like a result).
+
+    Args:
+        logs: the epoch's mean logged values (losses, gradient norms).
+        params: the model's parameters after the epoch.
+        epoch, cfg, seed: for the message (``seed`` defaults to the config's).
+
+    Raises:
+        TrainingDiverged: a logged value or a parameter is NaN or infinite.
+    """
+    bad = [f"{key} = {value}" for key, value in logs.items() if not math.isfinite(value)]
+    if not bad and not all(bool(torch.isfinite(p).all()) for p in params):
+        bad = ["a weight"]
+    if bad:
+        raise TrainingDiverged(
+            f"method {cfg.method!r}, run seed {cfg.seed if seed is None else seed}: training diverged in epoch "
+            f"{epoch} ({', '.join(bad)} is not finite); lower the learning rate (--hp lr=...) or the loss weights "
+            "(lam, lr_ratio)"
+        )
+
+
 def _build_model(model: str | nn.Module, cfg: TrainConfig, data: Splits) -> tuple[nn.Module, dict[str, Any]]:
     if isinstance(model, nn.Module):
         if cfg.model_options:
             raise ConfigError("model_options apply to registered models only, not to a model instance")
+        check_outputs(check_model(model), data.input_shape)  # a user's network: logits, in both modes
         return model, {"name": "custom", "class": type(model).__name__}
     builder, options_cls = MODELS.get(model)
     opts = from_dict(options_cls, cfg.model_options, f"model {model!r}")
-    return builder(data.input_shape, data.n_classes, opts), {"name": model, "options": to_dict(opts)}
+    return build_registered(model, builder, opts, data.input_shape, data.n_classes), {"name": model,
+                                                                                    "options": to_dict(opts)}
+
+
+def build_registered(name: str, builder: Any, options: Any, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    """``builder(input_shape, n_classes, options)``, any failure of the network on that input shape (e.g. images
+    too small for its pooling) reported as a ConfigError naming the model and the shape.
+
+    Raises:
+        ConfigError: the model cannot be built for this input shape.
+    """
+    try:
+        return builder(tuple(input_shape), n_classes, options)
+    except ConfigError:
+        raise
+    except (RuntimeError, ValueError) as err:  # torch's own message on a too small map, a zero-size output ...
+        raise ConfigError(f"model {name!r} cannot take images of shape (C, H, W) = {tuple(input_shape)}: "
+                          f"{str(err).splitlines()[0]}") from None
 
 
 def _device(name: str) -> torch.device:
+    """The device named ``name`` (``auto``: CUDA if available, else CPU), checked to exist on this machine now,
+    before any data or model is built (torch itself would only fail at the first tensor moved there).
+
+    Raises:
+        ConfigError: an unknown device name, a CUDA (or MPS, XPU) device this machine lacks, or one that cannot
+            hold training data (``meta``); the message lists the devices there are.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
-    except RuntimeError as err:
-        raise ConfigError(f"unknown device {name!r} ({err})") from None
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {name!r}; this machine has {', '.join(_devices())}") from None
+    if dev.type == "cpu":
+        return dev
+    backend = getattr(torch, dev.type, None)  # torch.cuda, torch.xpu, torch.mps; None for meta and the like
+    if backend is None or not backend.is_available():
+        raise ConfigError(f"device {name!r} is not available here; this machine has {', '.join(_devices())}")
+    if dev.index is not None and dev.index >= backend.device_count():
+        raise ConfigError(f"device {name!r} does not exist: this machine has {', '.join(_devices())}")
+    return dev
+
+
+def _devices() -> list[str]:
+    """The devices explearn can train on here, e.g. ``['cpu', 'cuda:0', 'cuda:1']``."""
+    out = ["cpu"]
+    for kind in ("cuda", "xpu", "mps"):
+        backend = getattr(torch, kind, None)
+        if backend is not None and backend.is_available():
+            out += [f"{kind}:{i}" for i in range(backend.device_count())]
+    return out
+
+
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each batch of an epoch over ``n`` samples: batches of ``batch_size``, except that a last
+    batch of a single sample joins the one before it (a batch of one cannot train BatchNorm layers, which need
+    more than one value per channel; with ``batch_size`` 1 every batch has one sample and this is left as it is).
+    """
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if batch_size > 1 and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
 
 
 def _run_epoch(algo: Method, train: ExplanationDataset, batch_size: int, order: torch.Generator) -> dict[str, float]:
-    """One pass over the shuffled training data; returns the mean of each logged value."""
+    """One pass over the shuffled training data (batches as ``batch_bounds`` cuts them); returns the mean of each
+    logged value."""
     algo.model.train()
     perm = torch.randperm(len(train), generator=order).to(train.x.device)
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
-    for start in range(0, len(train), batch_size):
-        idx = perm[start:start + batch_size]
+    for start, stop in batch_bounds(len(train), batch_size):
+        idx = perm[start:stop]
         logs = algo.update(Batch(train.x[idx], train.y[idx], train.mask[idx], train.has_mask[idx],
                                  train.wrong_mask[idx], train.has_wrong_mask[idx]))
         for key, value in logs.items():
@@ -240,19 +333,23 @@ def _predict(algo: Method, ds: ExplanationDataset, batch_size: int = 256) -> tor
     return torch.cat([algo.predict(ds.x[i:i + batch_size]).argmax(1) for i in range(0, len(ds), batch_size)])
 
 
-def _scores(pred: torch.Tensor, ds: ExplanationDataset, minority: int) -> dict[str, float]:
+def _scores(pred: torch.Tensor, ds: ExplanationDataset, minority: int | None) -> dict[str, float]:
+    """Accuracy, balanced accuracy, the accuracy of each class (``acc_class{k}``) and, only where the training
+    classes are imbalanced (``minority`` is the class with the fewest training samples, None on balanced data),
+    the minority class's accuracy (``minority_acc``). Shape: pred (N,)."""
     per_class = per_class_accuracy(pred, ds.y, ds.n_classes)  # type: ignore[arg-type]
-    out = {"acc": accuracy(pred, ds.y), "balanced_acc": balanced_accuracy(pred, ds.y, ds.n_classes),  # type: ignore[arg-type]
-           "minority_acc": per_class[minority]}
+    out = {"acc": accuracy(pred, ds.y), "balanced_acc": balanced_accuracy(pred, ds.y, ds.n_classes)}  # type: ignore[arg-type]
+    if minority is not None:  # on balanced classes "minority" would just be class 0
+        out["minority_acc"] = per_class[minority]
     out.update({f"acc_class{k}": v for k, v in enumerate(per_class)})
     return out
 
 
-def _evaluate(algo: Method, splits: dict[str, ExplanationDataset], minority: int) -> dict[str, dict[str, float]]:
+def _evaluate(algo: Method, splits: dict[str, ExplanationDataset], minority: int | None) -> dict[str, dict[str, float]]:
     return {name: _scores(_predict(algo, ds), ds, minority) for name, ds in splits.items()}
 
 
-def _final_metrics(algo: Method, splits: dict[str, ExplanationDataset], minority: int):
+def _final_metrics(algo: Method, splits: dict[str, ExplanationDataset], minority: int | None):
     metrics: dict[str, Any] = {}
     predictions: dict[str, list[int]] = {}
     for name, ds in splits.items():

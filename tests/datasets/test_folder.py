@@ -291,8 +291,9 @@ PROBLEMS = {
     "missing csv": (lambda r: (r / "labels.csv").unlink(), ["labels.csv: not found"]),
     "missing column": (lambda r: write_csv(r, [{"file": x["image"], "label": x["label"]} for x in rows_of(r)]),
                        ["labels.csv: no column 'image' (columns found: file, label)"]),
-    "sizes differ": (lambda r: solid("dog", size=(18, 16)).save(r / "images" / "dog4.png"),
-                     ["images differ in size", "9 are 20x16; 18x16: images/dog4.png", "set image_size"]),
+    "sizes and aspects differ": (lambda r: solid("dog", size=(18, 16)).save(r / "images" / "dog4.png"),
+                                 ["images differ in size", "9 are 20x16; 18x16: images/dog4.png",
+                                  "differs by more than 10%", "--data fit=crop", "--image-size HxW"]),
     "non-png mask": (lambda r: solid("cat").save(r / "masks" / "cat4.jpg"), ["masks/cat4.jpg: masks must be PNG"]),
     "ambiguous name": (lambda r: (solid("cat").save(r / "images" / "cat0.bmp"),
                                   write_csv(r, [{**x, "image": "cat0" if x["image"] == "cat0.png" else x["image"]}

@@ -10,13 +10,15 @@ import dataclasses
 import difflib
 from typing import Any, Mapping
 
-from explearn.config import from_dict, to_dict
+from explearn.config import check_seed, from_dict, to_dict
 from explearn.errors import ConfigError
 from explearn.datasets.base import ExplanationDataset, Splits
 from explearn.datasets.color_mnist import ColorMNISTOptions, color_mnist
 from explearn.datasets.decoy_mnist import DecoyMNISTOptions, decoy_mnist
-from explearn.datasets.folder import FolderOptions, check_folder, load_folder
-from explearn.datasets.images import Preprocess
+from explearn.datasets.folder import (
+    FolderOptions, FolderReport, FolderWarning, check_folder, inspect_folder, load_folder,
+)
+from explearn.datasets.images import MaskReading, Preprocess, read_mask
 from explearn.datasets.masks import MASK_TRANSFORMS, MaskOptions, apply_to_training, transform_masks
 from explearn.datasets.mnist import download_mnist, load_mnist
 from explearn.datasets.ph2 import PH2Options, ph2
@@ -66,12 +68,14 @@ def normalize_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
 
 def load(name: str, seed: int = 0, **options) -> Splits:
     """Build the registered dataset ``name`` with the data seed and options (its own and the mask options)."""
+    check_seed(seed, f"dataset {name!r}: data seed")
     builder, _ = DATASETS.get(name)
     own, mask = split_options(name, options)
     return apply_to_training(builder(seed=seed, **own), mask, seed)
 
 
 __all__ = ["DATASETS", "MASK_TRANSFORMS", "ColorMNISTOptions", "DecoyMNISTOptions", "ExplanationDataset", "FolderOptions",
-           "MaskOptions", "PH2Options", "Preprocess", "Splits", "ToyColorsOptions", "TriangleOptions", "check_folder",
-           "color_mnist", "decoy_mnist", "download_mnist", "load", "load_folder", "load_mnist", "normalize_options",
-           "ph2", "toy_colors", "transform_masks", "triangles"]
+           "FolderReport", "FolderWarning", "MaskOptions", "MaskReading", "PH2Options", "Preprocess", "Splits",
+           "ToyColorsOptions", "TriangleOptions", "check_folder", "color_mnist", "decoy_mnist", "download_mnist",
+           "inspect_folder", "load", "load_folder", "load_mnist", "normalize_options", "ph2", "read_mask", "toy_colors",
+           "transform_masks", "triangles"]

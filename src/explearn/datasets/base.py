@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -96,6 +97,7 @@ class ExplanationDataset:
         set_(self, "has_mask", has_mask)
         set_(self, "wrong_mask", wrong_mask)
         set_(self, "has_wrong_mask", has_wrong_mask)
+        set_(self, "_inferred_classes", self.n_classes is None)  # for Splits: labels 1..K make a phantom class 0
         set_(self, "n_classes", n_classes)
         if self.class_names is not None:
             set_(self, "class_names", tuple(str(s) for s in self.class_names))
@@ -151,6 +153,7 @@ class Splits:
                 raise DataError(f"split {split!r} has images of shape {ds.input_shape}, train has {shape}")
             if ds.n_classes != k:
                 raise DataError(f"split {split!r} has {ds.n_classes} classes, train has {k}")
+        _check_training_classes(self.train)
 
     def eval_splits(self) -> dict[str, ExplanationDataset]:
         """Every split that is evaluated after each epoch, by name: train, val, test and the extra ones."""
@@ -163,6 +166,29 @@ class Splits:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return self.train.input_shape
+
+
+def _check_training_classes(train: ExplanationDataset) -> None:
+    """Every class in [0, n_classes) needs a training sample. When n_classes was inferred as max(y) + 1, a missing
+    class is almost always a labelling slip (labels 1, 2 instead of 0, 1): refused. When n_classes was given, the
+    class is missing on purpose or by an unlucky split: a warning, since the model can never learn to predict it.
+
+    Raises:
+        DataError: n_classes was inferred and a class below max(y) has no training sample.
+    """
+    counts = train.class_counts()
+    missing = [k for k, c in enumerate(counts) if c == 0]
+    if not missing:
+        return
+    labels = ", ".join(str(k) for k, c in enumerate(counts) if c)
+    which = ", ".join(map(str, missing))
+    s = "es" if len(missing) > 1 else ""
+    if getattr(train, "_inferred_classes", False):
+        raise DataError(f"{train.name}: labels are {labels}: class{s} {which} {'have' if s else 'has'} no training "
+                        f"sample; labels must be 0..K-1 (renumber them, e.g. y - 1), or give n_classes=K explicitly "
+                        f"if a class has no training sample on purpose")
+    warnings.warn(f"{train.name}: class{s} {which} of n_classes={train.n_classes} {'have' if s else 'has'} no "
+                  "training sample; the model cannot learn to predict it", stacklevel=4)
 
 
 def _masks(mask: Any, has: Any, x: torch.Tensor, field_name: str, name: str) -> tuple[torch.Tensor, torch.Tensor]:

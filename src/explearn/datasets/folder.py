@@ -11,30 +11,42 @@ The ``image`` column names a file relative to ``images/``, with or without its e
 without a mask file are simply unexplained (``has_mask`` False). Without a split column the images are split
 stratified by class, seeded by the data seed. Every problem with the files (a label without an image, an image
 without a label, a mask of the wrong size, a corrupt file, an unknown label, ...) is collected before anything
-is trained and reported in one ``DataError``; ``check_folder`` returns the same list without raising.
+is trained and reported in one ``DataError``; ``check_folder`` returns the same list without raising. What looks
+wrong but can be read by a documented rule (an empty mask, images resized to the most common size, ...) is a
+warning: loading goes on, with one ``FolderWarning`` listing them (README: "How masks and images are read").
 """
 
 from __future__ import annotations
 
 import csv
 import posixpath
+import unicodedata
+import warnings
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
+from PIL import Image
 
-from explearn.config import check, from_dict, setting, to_dict
+from explearn.config import check, check_seed, from_dict, setting, to_dict
 from explearn.datasets.base import Splits
-from explearn.datasets.images import Preprocess, list_images, open_image
+from explearn.datasets.images import Preprocess, open_image, orientation_note, read_mask, walk_images
 from explearn.datasets.parts import (
-    SPLITS, FolderData, keep_masks, make_info, normalized, split_indices, split_problems, subset, to_splits,
+    SPLITS, FolderData, keep_masks, make_info, normalized, split_indices, split_problems, split_warnings, subset,
+    to_splits,
 )
 from explearn.errors import DataError
 
 _LISTED = 10  # files named per message before "and N more"
+MAX_STRETCH = 0.10  # without image_size, images whose aspect ratio is this much off the common one are not stretched
+IMAGE_SIZE_HOW = "--image-size HxW with fit, --data image_size=H,W with train, image_size=(H, W) in Python"
+
+
+class FolderWarning(UserWarning):
+    """Something in a folder dataset looks wrong but is read by a documented rule; loading goes on."""
 
 
 @dataclass(frozen=True)
@@ -45,11 +57,15 @@ class FolderOptions:
     labels: str = setting("labels.csv", "the CSV of labels, relative to root")
     images: str = setting("images", "the folder of images, relative to root")
     masks: str = setting("masks", "the folder of masks (<image stem>.png, white = reason), relative to root")
+    reason_values: tuple[int, ...] | None = setting(
+        None, "mask values that mark a reason, e.g. 1 or 1,2 (palette indices or grey levels); default: by the "
+              "file's encoding (palette: index > 0; grey: value / full scale, two levels 0 and v: v)")
     image_column: str = setting("image", "CSV column with the image file, relative to the images folder")
     label_column: str = setting("label", "CSV column with the class label")
     split_column: str = setting("split", "CSV column with train/val/test, used when the CSV has it")
     classes: tuple[str, ...] | None = setting(None, "class order, e.g. nevus,melanoma; default: the sorted labels")
-    image_size: tuple[int, int] | None = setting(None, "(H, W) to resize to; default: the files' own (equal) size")
+    image_size: tuple[int, int] | None = setting(None, "(H, W) to resize to; default: the files' own size, or "
+                                                       "the most common one when they differ")
     fit: Literal["stretch", "crop"] = setting("stretch", "stretch to image_size, or centre-crop to its aspect first")
     channels: Literal["rgb", "grey"] = setting("rgb", "colour channels of the tensors")
     mask_resample: Literal["nearest", "bilinear"] = setting("nearest", "how masks are resized")
@@ -72,17 +88,34 @@ class FolderOptions:
         for key in ("val_fraction", "test_fraction", "mask_fraction"):
             check(0.0 <= getattr(self, key) <= 1.0, where, f"{key} must lie in [0, 1], got {getattr(self, key)}")
         check(self.val_fraction + self.test_fraction < 1, where, "val_fraction + test_fraction must be below 1")
+        if self.reason_values is not None:
+            check(len(self.reason_values) >= 1 and min(self.reason_values) >= 0, where,
+                  f"reason_values must be one or more values >= 0, got {self.reason_values}")
 
     def preprocess(self) -> Preprocess:
         """How each file is read, without normalisation (its statistics come after the split)."""
-        return Preprocess(self.image_size, self.fit, self.channels, mask_resample=self.mask_resample)
+        return Preprocess(self.image_size, self.fit, self.channels, mask_resample=self.mask_resample,
+                          reason_values=self.reason_values)
 
 
 class _Row(NamedTuple):
     line: int
-    file: str  # relative to the images folder
+    file: str  # relative to the images folder, as on disk
     label: int
     split: str | None
+
+
+@dataclass
+class _Notes:
+    """What a scan found that does not stop loading: warning lines, warnings shared by files (text -> files), and
+    the rule that read each mask (file -> rule)."""
+
+    lines: list[str] = field(default_factory=list)
+    by_text: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    rules: dict[str, str] = field(default_factory=dict)
+
+    def warnings(self) -> list[str]:
+        return self.lines + [f"{_names(files)}: {text}" for text, files in self.by_text.items()]
 
 
 class _Scan(NamedTuple):
@@ -90,6 +123,24 @@ class _Scan(NamedTuple):
     rows: list[_Row]  # the rows without a problem
     class_names: tuple[str, ...]
     problems: list[str]
+    notes: _Notes
+    preprocess: Preprocess  # how the files were read: opts.preprocess(), with the common size when resized
+    resized: dict[str, Any] | None  # {"size": [H, W], "from": {"WxH": [files]}} when sizes differed
+
+
+@dataclass(frozen=True)
+class FolderReport:
+    """Everything ``load_folder`` would say about a folder.
+
+    Args:
+        problems: what stops loading (``load_folder`` raises them in one DataError).
+        warnings: what looks wrong but is read by a documented rule (``load_folder`` warns and goes on).
+        mask_rules: mask file (as messages name it) -> the rule that read it (``images.read_mask``).
+    """
+
+    problems: list[str]
+    warnings: list[str]
+    mask_rules: dict[str, str]
 
 
 def load_folder(root: str | Path, seed: int = 0, **options: Any) -> Splits:
@@ -102,34 +153,59 @@ def load_folder(root: str | Path, seed: int = 0, **options: Any) -> Splits:
 
     Returns:
         Splits with x (N, C, H, W) normalised as ``normalize`` says, y (N,), mask (N, 1, H, W) in [0, 1].
-        ``info`` holds the options, class names, the ``Preprocess`` (with the statistics used) and the files of
-        each split.
+        ``info`` holds the options, class names, the ``Preprocess`` (with the statistics used and the size the
+        images were resized to), the files of each split, ``mask_rules`` (rule -> number of masks it read),
+        ``warnings`` and, when sizes differed without ``image_size``, ``resized``.
 
     Raises:
         ConfigError: an invalid option. DataError: every problem with the files, in one message.
+
+    Warns:
+        FolderWarning: every warning, in one message (``inspect_folder`` lists them).
     """
     opts = from_dict(FolderOptions, {**options, "root": str(root)}, "dataset 'folder'")
+    check_seed(seed, "dataset 'folder': seed")
     scan = _scan(opts)
-    index, problems = _split(scan, seed, opts)
+    index, problems, split_notes = _split(scan, seed, opts)
     if problems:
         raise DataError(report(opts.root, problems))
+    notes = scan.notes.warnings() + split_notes
+    _warn(opts.root, notes)
     data = scan.data
     parts = {s: subset(data, index[s]) for s in SPLITS}
     parts["train"] = keep_masks(parts["train"], opts.mask_fraction, seed)
-    parts, pre = normalized(parts, opts.preprocess(), opts.normalize)
+    parts, pre = normalized(parts, scan.preprocess, opts.normalize)
     info = make_info("folder", seed, to_dict(opts), data.class_names, pre,
                      {s: [data.files[i] for i in index[s]] for s in SPLITS})
+    info.update(mask_rules=dict(Counter(scan.notes.rules.values())), warnings=notes)
+    if scan.resized:
+        info["resized"] = scan.resized
     return to_splits(parts, data.class_names, info)
 
 
-def check_folder(root: str | Path, seed: int = 0, **options: Any) -> list[str]:
+def check_folder(root: str | Path, seed: int = 0, warnings: bool = False, **options: Any) -> list[str]:
     """The problems ``load_folder`` would report for this folder and options; empty when it loads.
+
+    Args:
+        warnings: also list the warnings (loading goes on), each line starting with ``warning: ``.
+
+    Raises:
+        ConfigError: an invalid option (checked before the files).
+    """
+    found = inspect_folder(root, seed, **options)
+    return found.problems + ([f"warning: {w}" for w in found.warnings] if warnings else [])
+
+
+def inspect_folder(root: str | Path, seed: int = 0, **options: Any) -> FolderReport:
+    """The problems and warnings ``load_folder`` would report, and the rule that read each mask.
 
     Raises:
         ConfigError: an invalid option (checked before the files).
     """
     opts = from_dict(FolderOptions, {**options, "root": str(root)}, "dataset 'folder'")
-    return _split(_scan(opts), seed, opts)[1]
+    scan = _scan(opts)
+    _, problems, split_notes = _split(scan, seed, opts)
+    return FolderReport(problems, scan.notes.warnings() + split_notes, dict(scan.notes.rules))
 
 
 def read_folder(opts: FolderOptions) -> FolderData:
@@ -137,10 +213,14 @@ def read_folder(opts: FolderOptions) -> FolderData:
 
     Raises:
         DataError: every problem with the files, in one message.
+
+    Warns:
+        FolderWarning: what looks wrong but is read by a documented rule, in one message.
     """
     scan = _scan(opts)
     if scan.problems:
         raise DataError(report(opts.root, scan.problems))
+    _warn(opts.root, scan.notes.warnings())
     return scan.data
 
 
@@ -150,6 +230,14 @@ def report(root: str, problems: list[str]) -> str:
     return "\n  ".join([f"{n} problem{'s' if n != 1 else ''} in folder dataset {root}:", *problems])
 
 
+def _warn(root: str, lines: list[str]) -> None:
+    if lines:
+        n = len(lines)
+        warnings.warn("\n  ".join([f"{n} warning{'s' if n != 1 else ''} for folder dataset {root} (loading goes "
+                                    "on; check_folder(..., warnings=True) lists them):", *lines]),
+                      FolderWarning, stacklevel=3)
+
+
 # --- scanning -------------------------------------------------------------------------------------------------
 
 
@@ -157,45 +245,51 @@ def _scan(opts: FolderOptions) -> _Scan:
     """Check everything and decode every file once; the data only when there was no problem."""
     root = Path(opts.root).expanduser()
     problems: list[str] = []
+    notes = _Notes()
+    pre = opts.preprocess()
     if not root.is_dir():
-        return _Scan(None, [], (), [f"{root}: folder not found"])
+        what = "a file, not a folder (give the folder that holds labels.csv)" if root.exists() else "folder not found"
+        return _Scan(None, [], (), [f"{root}: {what}"], notes, pre, None)
     records = _read_csv(root, opts, problems)
     images_dir = root / opts.images
     if not images_dir.is_dir():
-        return _Scan(None, [], (), problems + [f"{opts.images}/: folder not found"])
-    files = list_images(images_dir)
+        return _Scan(None, [], (), problems + [f"{opts.images}/: folder not found"], notes, pre, None)
+    files, broken = walk_images(images_dir)
+    problems += [_broken(opts.images, b, images_dir) for b in broken]
     masks = _list_masks(root, opts, problems)
     named, rows, class_names = _resolve(records or [], files, opts, problems)
     if records is not None:  # without a usable CSV every image would be "unlabelled": one problem says enough
         labelled = set(named)
         problems += [f"{_in(opts.images, f)}: no row of {opts.labels} names this image (an image without a "
                      "label)" for f in files if f not in labelled]
-    stems = {_stem(f) for f in files}
+    stems = {_nfc(_stem(f)) for f in files}
     problems += [f"{_in(opts.masks, m)}: no image {_in(opts.images, k)}.* for this mask (an orphan mask)"
                  for k, m in masks.items() if k not in stems]
-    decoded = _decode(root, named, masks, opts, problems)  # every named file, so all corrupt ones are reported
+    # every named file, so all corrupt ones are reported
+    decoded, pre, resized = _decode(root, named, masks, opts, problems, notes)
     if problems or not rows:
-        return _Scan(None, rows, class_names, problems)
-    x = torch.stack([decoded[r.file][0] for r in rows])
+        return _Scan(None, rows, class_names, problems, notes, pre, resized)
+    x = torch.stack([decoded[r.file].image for r in rows])
     empty = torch.zeros(1, *x.shape[2:])
-    mask = torch.stack([decoded[r.file][1] if decoded[r.file][1] is not None else empty for r in rows])
-    has_mask = torch.tensor([decoded[r.file][1] is not None for r in rows])
+    mask = torch.stack([decoded[r.file].mask if decoded[r.file].mask is not None else empty for r in rows])
+    has_mask = torch.tensor([decoded[r.file].mask is not None for r in rows])
     data = FolderData([r.file for r in rows], x, torch.tensor([r.label for r in rows]), mask, has_mask, class_names)
-    return _Scan(data, rows, class_names, problems)
+    return _Scan(data, rows, class_names, problems, notes, pre, resized)
 
 
-def _split(scan: _Scan, seed: int, opts: FolderOptions) -> tuple[dict[str, np.ndarray], list[str]]:
-    """The split of the rows, and every problem: the scan's and the split's."""
+def _split(scan: _Scan, seed: int, opts: FolderOptions) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """The split of the rows, every problem (the scan's and the split's) and the split's warnings."""
     labels = np.array([r.label for r in scan.rows], dtype=np.int64)
     csv_split = _csv_split(scan.rows)
     index = split_indices(labels, csv_split, seed, opts.val_fraction, opts.test_fraction)
     source = opts.labels if csv_split is not None else None
-    return index, scan.problems + split_problems(index, labels, scan.class_names, source)
+    return (index, scan.problems + split_problems(index, labels, scan.class_names, source),
+            split_warnings(index, labels, scan.class_names, source))
 
 
 def _read_csv(root: Path, opts: FolderOptions, problems: list[str]) -> list[tuple[int, str, str, str | None]] | None:
-    """(line, image, label, split) of every CSV row, the cells stripped; None, with a problem, when the CSV is
-    missing, unreadable or lacks a column."""
+    """(line, image, label, split) of every CSV row, the cells stripped, labels cleaned (``_label``), image names
+    in Unicode NFC; None, with a problem, when the CSV is missing, unreadable or lacks a column."""
     path = root / opts.labels
     if not path.is_file():
         problems.append(f"{opts.labels}: not found (expected a CSV with columns "
@@ -215,7 +309,7 @@ def _read_csv(root: Path, opts: FolderOptions, problems: list[str]) -> list[tupl
             split_col = opts.split_column if opts.split_column in found else None
             for rec in reader:
                 cell = lambda c: (rec.get(c) or "").strip()  # noqa: E731 (short rows give None)
-                out.append((reader.line_num, cell(opts.image_column), cell(opts.label_column),
+                out.append((reader.line_num, _nfc(cell(opts.image_column)), _label(cell(opts.label_column)),
                             cell(split_col).lower() if split_col else None))
     except (UnicodeDecodeError, csv.Error) as err:
         problems.append(f"{opts.labels}: cannot be read as a UTF-8 CSV file ({err})")
@@ -226,14 +320,15 @@ def _read_csv(root: Path, opts: FolderOptions, problems: list[str]) -> list[tupl
 
 
 def _list_masks(root: Path, opts: FolderOptions, problems: list[str]) -> dict[str, str]:
-    """Image stem -> mask file (relative to the masks folder); a missing masks folder means no masks."""
+    """Image stem (Unicode NFC) -> mask file (relative to the masks folder); a missing masks folder means no masks."""
     folder = root / opts.masks
     if not folder.is_dir():
         return {}
-    found = list_images(folder)
+    found, broken = walk_images(folder)
+    problems += [_broken(opts.masks, b, folder) for b in broken]
     problems += [f"{_in(opts.masks, f)}: masks must be PNG files (a lossy format would blur the mask)"
                  for f in found if not f.lower().endswith(".png")]
-    return {_stem(f): f for f in found if f.lower().endswith(".png")}
+    return {_nfc(_stem(f)): f for f in found if f.lower().endswith(".png")}
 
 
 def _resolve(records: list, files: list[str], opts: FolderOptions,
@@ -242,13 +337,11 @@ def _resolve(records: list, files: list[str], opts: FolderOptions,
 
     Returns:
         The image files the CSV names, the rows without a problem, and the class names."""
-    by_stem: dict[str, list[str]] = defaultdict(list)
-    for f in files:
-        by_stem[_stem(f)].append(f)
-    present, first_line, matched, ambiguous = set(files), {}, [], set()
+    names = _Names(files)
+    first_line, matched, ambiguous = {}, [], set()
     for line, name, label, split in records:
         where = f"{opts.labels} line {line}"
-        found = _match(name, present, by_stem, where, opts.images, problems)
+        found = _match(name, names, where, opts.images, problems)
         file = found[0] if len(found) == 1 else None
         ambiguous.update(found if len(found) > 1 else [])  # named, if ambiguously: not "without a label"
         if label == "":
@@ -263,23 +356,70 @@ def _resolve(records: list, files: list[str], opts: FolderOptions,
             first_line[file] = line
         matched.append((line, file, label, split))
     valid_labels = [label for _, _, label, _ in matched if label]
-    classes = tuple(opts.classes) if opts.classes is not None else tuple(sorted(set(valid_labels)))
+    classes = tuple(map(_label, opts.classes)) if opts.classes is not None else tuple(sorted(set(valid_labels)))
     if opts.classes is not None:
+        folded = {c.casefold(): c for c in classes}
         problems += [f"{opts.labels} line {line}: label {label!r} is not one of the classes {', '.join(classes)}"
+                     + (f" (did you mean {folded[label.casefold()]!r}? labels are compared exactly, case included)"
+                        if label.casefold() in folded else "")
                      for line, _, label, _ in matched if label and label not in classes]
-    elif records and len(classes) < 2:
-        problems.append(f"{opts.labels}: found {len(classes)} class{'es' if len(classes) != 1 else ''} "
-                        f"({', '.join(classes) or 'none'}); a classifier needs at least two")
+    else:
+        problems += _case_variants(matched, opts.labels)
+        if records and len(classes) < 2:
+            problems.append(f"{opts.labels}: found {len(classes)} class{'es' if len(classes) != 1 else ''} "
+                            f"({', '.join(classes) or 'none'}); a classifier needs at least two")
     code = {c: k for k, c in enumerate(classes)}
     rows = [_Row(line, file, code[label], split) for line, file, label, split in matched
             if file is not None and label in code and (split is None or split in SPLITS)]
     return list(first_line) + sorted(ambiguous - set(first_line)), rows, classes
 
 
-def _match(name: str, present: set[str], by_stem: dict[str, list[str]], where: str, images: str,
-           problems: list[str]) -> list[str]:
+def _case_variants(matched: list, labels_csv: str) -> list[str]:
+    """A problem for each label that is written in several ways that differ only in case ("Melanoma",
+    "melanoma"): each spelling with its row count and CSV lines."""
+    lines: dict[str, list[int]] = defaultdict(list)
+    for line, _, label, _ in matched:
+        if label:
+            lines[label].append(line)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for label in sorted(lines):
+        groups[label.casefold()].append(label)
+    out = []
+    for spellings in (g for g in groups.values() if len(g) > 1):
+        each = " and ".join(f"{s!r} ({len(lines[s])} row{'s' if len(lines[s]) != 1 else ''}: line"
+                            f"{'s' if len(lines[s]) != 1 else ''} {_names([str(n) for n in lines[s]])})"
+                            for s in spellings)
+        out.append(f"{labels_csv}: labels {each} differ only in case, so they would be separate classes; write "
+                   "each class one way (or list them in --data classes=A,B,... to keep them apart on purpose)")
+    return out
+
+
+class _Names:
+    """The image files, looked up the way CSV cells name them: by path or by path without extension, after
+    Unicode NFC normalisation of both sides (macOS writes file names decomposed, spreadsheets composed)."""
+
+    def __init__(self, files: list[str]) -> None:
+        self.by_name: dict[str, list[str]] = defaultdict(list)
+        self.by_stem: dict[str, list[str]] = defaultdict(list)
+        self.by_fold: dict[str, list[str]] = defaultdict(list)
+        for f in files:
+            key = _nfc(f)
+            self.by_name[key].append(f)
+            self.by_stem[_stem(key)].append(f)
+            self.by_fold[key.casefold()].append(f)
+            self.by_fold[_stem(key).casefold()].append(f)
+
+    def find(self, name: str) -> list[str]:
+        return self.by_name.get(name) or self.by_stem.get(name, [])
+
+    def differing_in_case(self, name: str) -> list[str]:
+        return sorted(set(self.by_fold.get(name.casefold(), [])))
+
+
+def _match(name: str, names: _Names, where: str, images: str, problems: list[str]) -> list[str]:
     """The image files a CSV cell names, exactly or by its path without extension: one when all is well; none,
-    or several (ambiguous), with a problem."""
+    or several (ambiguous), with a problem. Names are case-sensitive, as on Linux file systems: a name that
+    differs only in case is not matched, but suggested."""
     posix = name.replace("\\", "/")
     if not name:
         problems.append(f"{where}: empty image name")
@@ -291,24 +431,34 @@ def _match(name: str, present: set[str], by_stem: dict[str, list[str]], where: s
     if norm == ".." or norm.startswith("../"):
         problems.append(f"{where}: image path {name!r} points outside {images}/")
         return []
-    candidates = [norm] if norm in present else by_stem.get(norm, [])
+    candidates = names.find(norm)
     if len(candidates) > 1:
         problems.append(f"{where}: image {name!r} matches several files ({', '.join(candidates)}); "
                         "give the extension")
     elif not candidates:
-        problems.append(f"{where}: image {name!r} not found in {images}/ (a label without an image)")
+        close = names.differing_in_case(norm)
+        hint = f"; names are case-sensitive: did you mean {', '.join(close)}?" if close else ""
+        problems.append(f"{where}: image {name!r} not found in {images}/ (a label without an image){hint}")
     return candidates
 
 
-def _decode(root: Path, files: list[str], masks: dict[str, str], opts: FolderOptions,
-            problems: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
-    """Decode each image and its mask once; check that masks fit their images and, without image_size, that all
-    images have one size.
+class _Decoded(NamedTuple):
+    image: torch.Tensor  # (C, H, W) in [0, 1]
+    mask: torch.Tensor | None  # (1, H, W) in [0, 1]; None without a mask file
+    size: tuple[int, int]  # (W, H) of the upright file
+    mask_name: str | None  # the mask file as messages name it
+
+
+def _decode(root: Path, files: list[str], masks: dict[str, str], opts: FolderOptions, problems: list[str],
+            notes: _Notes) -> tuple[dict[str, _Decoded], Preprocess, dict[str, Any] | None]:
+    """Decode each image (upright) and its mask once and check that masks fit their images; without image_size,
+    bring images of different sizes to the most common one (``_to_common_size``).
 
     Returns:
-        file -> (image (C, H, W) in [0, 1], mask (1, H, W) or None), for the files that could be read."""
+        file -> decoded image and mask, for the files that could be read; the preprocessing that was applied;
+        the record of resized files (None when nothing was resized)."""
     pre = opts.preprocess()
-    out, sizes = {}, {}
+    out = {}
     for file in files:
         name = _in(opts.images, file)
         try:
@@ -316,44 +466,98 @@ def _decode(root: Path, files: list[str], masks: dict[str, str], opts: FolderOpt
         except DataError as err:
             problems.append(str(err))
             continue
-        sizes[name] = img.size
-        out[file] = (pre.raw_image_from(img), _mask(root, file, masks, img.size, pre, opts, problems))
-    if opts.image_size is None:
-        _check_sizes(sizes, problems)
+        rel = masks.get(_nfc(_stem(file)))
+        mask = None if rel is None else _mask(root, file, rel, img, pre, opts, problems, notes)
+        out[file] = _Decoded(pre.raw_image_from(img), mask, img.size, None if rel is None else _in(opts.masks, rel))
+    if opts.image_size is not None or len({d.size for d in out.values()}) < 2:
+        return out, pre, None
+    return _to_common_size(out, pre, opts, problems, notes)
+
+
+def _mask(root: Path, file: str, rel: str, img: Image.Image, pre: Preprocess, opts: FolderOptions,
+          problems: list[str], notes: _Notes) -> torch.Tensor | None:
+    """The mask file ``rel`` of the image ``file``, read by its encoding's rule (recorded in ``notes``); None with a
+    problem, which is recorded. Shape: (1, H, W)."""
+    name = _in(opts.masks, rel)
+    try:
+        m = open_image(root / opts.masks / rel, name)
+        reading = read_mask(m, opts.reason_values)
+    except DataError as err:
+        problems.append(str(err) if str(err).startswith(name) else f"{name}: {err}")
+        return None
+    if m.size != img.size:
+        (mw, mh), (w, h) = m.size, img.size
+        aspect = "" if mw * h == mh * w else ", a different aspect ratio"
+        sideways = ("; it matches the image as stored, before the EXIF rotation: it was drawn on a sideways view "
+                    "(turn the mask upright, or remove the orientation tag from the image)"
+                    if m.size == img.info.get("stored_size") else "")
+        problems.append(f"{name}: mask is {mw}x{mh} pixels (width x height){orientation_note(m)}, its image "
+                        f"{_in(opts.images, file)} is {w}x{h}{orientation_note(img)}{aspect}; a mask must have "
+                        f"its image's size{sideways}")
+        return None
+    notes.rules[name] = reading.rule
+    for text in reading.concerns:
+        notes.by_text[text].append(name)
+    out = pre.resize_mask(reading.values, img.size)
+    _check_vanished(reading.values.max() > 0, out, name, pre, notes)
     return out
 
 
-def _mask(root: Path, file: str, masks: dict[str, str], image_size: tuple[int, int], pre: Preprocess,
-          opts: FolderOptions, problems: list[str]) -> torch.Tensor | None:
-    """The mask of one image, None without a mask file (or with a problem, which is recorded)."""
-    rel = masks.get(_stem(file))
-    if rel is None:
-        return None
-    name = _in(opts.masks, rel)
-    try:
-        img = open_image(root / opts.masks / rel, name)
-    except DataError as err:
-        problems.append(str(err))
-        return None
-    if img.size != image_size:
-        (mw, mh), (w, h) = img.size, image_size
-        aspect = "" if mw * h == mh * w else ", a different aspect ratio"
-        problems.append(f"{name}: mask is {mw}x{mh} pixels (width x height), its image "
-                        f"{_in(opts.images, file)} is {w}x{h}{aspect}; a mask must have its image's size")
-        return None
-    return pre.mask_from(img, image_size)
+def _check_vanished(had_reason: bool, mask: torch.Tensor, name: str, pre: Preprocess, notes: _Notes) -> None:
+    """Warn when resizing wiped out every reason pixel of a mask that had some (thin lines, nearest resizing)."""
+    if had_reason and pre.size is not None and float(mask.max()) == 0:
+        notes.by_text[f"its reason pixels vanish when resized to {pre.size[1]}x{pre.size[0]} (width x height); "
+                      "set --data mask_resample=bilinear (mask_resample=\"bilinear\" in Python) or a larger "
+                      "image size"].append(name)
 
 
-def _check_sizes(sizes: dict[str, tuple[int, int]], problems: list[str]) -> None:
-    """Without image_size every image must have one size: name the images of the less common sizes."""
+def _to_common_size(decoded: dict[str, _Decoded], pre: Preprocess, opts: FolderOptions, problems: list[str],
+                    notes: _Notes) -> tuple[dict[str, _Decoded], Preprocess, dict[str, Any] | None]:
+    """Images of different sizes without image_size: resize every image (and its mask) to the most common size
+    (ties: the largest), with a warning; but refuse to stretch images whose aspect ratio is more than
+    ``MAX_STRETCH`` off the common one (``fit=crop`` centre-crops them instead)."""
+    sizes = {f: d.size for f, d in decoded.items()}
     counts = Counter(sizes.values())
-    if len(counts) < 2:
-        return
-    (w, h), n = counts.most_common(1)[0]
-    others = "; ".join(f"{ow}x{oh}: {_names([k for k, s in sizes.items() if s == (ow, oh)])}"
-                       for (ow, oh), _ in counts.most_common()[1:])
-    problems.append(f"images differ in size (width x height) and image_size is not set: {n} are {w}x{h}; "
-                    f"{others} (set image_size=H,W to resize them all)")
+    w, h = max(counts, key=lambda s: (counts[s], s[0] * s[1], s[1]))
+    groups: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for f, s in sizes.items():
+        if s != (w, h):
+            groups[s].append(_in(opts.images, f))
+    by_count = sorted(groups.items(), key=lambda g: -len(g[1]))
+    listed = "; ".join(f"{sw}x{sh}: {_names(fs)}" for (sw, sh), fs in by_count)
+    far = [s for s in groups if _aspect_off(s, (w, h)) > MAX_STRETCH]
+    if opts.fit == "stretch" and far:
+        problems.append(f"images differ in size (width x height) and image_size is not set: {counts[(w, h)]} are "
+                        f"{w}x{h}; {listed}; the aspect ratio of {len(far)} of these sizes differs by more than "
+                        f"{MAX_STRETCH:.0%}, so stretching them to {w}x{h} would distort them: set --data fit=crop "
+                        "(fit=\"crop\" in Python) to centre-crop them to it, or choose a size ("
+                        f"{IMAGE_SIZE_HOW})")
+        return decoded, pre, None
+    target = replace(pre, size=(h, w))
+    out = dict(decoded)
+    for f, d in decoded.items():
+        if d.size != (w, h):
+            mask = None if d.mask is None else target.resize_mask(d.mask, d.size)
+            if mask is not None:
+                _check_vanished(bool(d.mask.max() > 0), mask, d.mask_name, target, notes)
+            out[f] = _Decoded(target.resize_image(d.image), mask, d.size, d.mask_name)
+    n = sum(map(len, groups.values()))
+    how = "centre-cropped and resized" if opts.fit == "crop" else "stretched"
+    notes.lines.append(f"images differ in size (width x height): {counts[(w, h)]} are {w}x{h}, the most common "
+                       f"size; {n} image{'s' if n != 1 else ''} {'were' if n != 1 else 'was'} {how} to it, masks "
+                       f"alike: {listed}. To choose the size: {IMAGE_SIZE_HOW}")
+    return out, target, {"size": [h, w], "from": {f"{sw}x{sh}": fs for (sw, sh), fs in groups.items()}}
+
+
+def _aspect_off(size: tuple[int, int], common: tuple[int, int]) -> float:
+    """How far the aspect ratio of ``size`` is off that of ``common``, both (W, H): 0.1 = 10 % wider or taller."""
+    ratio = (size[0] / size[1]) / (common[0] / common[1])
+    return max(ratio, 1 / ratio) - 1
+
+
+def _broken(folder: str, link: str, path: Path) -> str:
+    target = (path / link).readlink()
+    return f"{_in(folder, link)}: a symbolic link to {target}, which does not exist"
 
 
 def _csv_split(rows: list[_Row]) -> list[str] | None:
@@ -362,6 +566,16 @@ def _csv_split(rows: list[_Row]) -> list[str] | None:
 
 def _stem(path: str) -> str:
     return posixpath.splitext(path)[0]
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def _label(text: str) -> str:
+    """A label as compared: Unicode NFC, spaces trimmed and runs of whitespace (tabs, non-breaking spaces)
+    collapsed to one space."""
+    return " ".join(_nfc(text).split())
 
 
 def _in(folder: str, file: str) -> str:

@@ -1,4 +1,5 @@
-"""Preprocessing of one image file and its mask: decode, convert, crop, resize and normalise, the same geometry for both.
+"""Preprocessing of one image file and its mask: decode upright, convert, crop, resize and normalise, the same
+geometry for both; how each mask encoding becomes values in [0, 1] (``read_mask``).
 
 ``Preprocess`` is saved with every model trained on a folder dataset (``Splits.info["preprocess"]``), so that new
 images are prepared exactly like the training images (``Preprocess.from_dict(info["preprocess"]).image(path)``).
@@ -9,11 +10,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from explearn.config import check, from_dict, to_dict
 from explearn.errors import DataError
@@ -22,42 +23,94 @@ from explearn.errors import DataError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_WIDE_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": 1.0}  # mode -> full scale
+_WIDE_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0,
+               "F": 1.0}  # mode -> full scale
 _RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR}
+_ORIENTATION = ExifTags.Base.Orientation  # 0x0112
+_SIDEWAYS = (5, 6, 7, 8)  # orientations that swap width and height
+FAINT = 0.1  # a mask none of whose values reaches this share of full scale is reported as faint
 
 
 def open_image(path: str | Path, name: str | None = None) -> Image.Image:
-    """Open and fully decode an image file (a truncated or corrupt file fails here, not later).
+    """Open and fully decode an image file (a truncated or corrupt file fails here, not later), upright.
+
+    A file with an EXIF orientation tag (phone photos are often stored sideways, with a tag that tells viewers how
+    to turn them) is turned the way viewers and annotation tools show it (``ImageOps.exif_transpose``), so an image
+    lines up with a mask drawn on what the tool showed. The tag and the stored size are kept in
+    ``img.info["exif_orientation"]`` and ``img.info["stored_size"]`` for messages (``orientation_note``).
 
     Args:
         path: the file.
         name: how messages name it (default: the path).
 
     Raises:
-        DataError: the file is missing or cannot be decoded, naming the file.
+        DataError: the file is missing (or a broken symbolic link) or cannot be decoded, naming the file.
     """
     name = str(path) if name is None else name
     try:
         with Image.open(path) as img:
             img.load()
+            return _upright(img)
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise DataError(f"{name}: a symbolic link to {os.readlink(path)}, which does not exist") from None
         raise DataError(f"{name}: file not found") from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         # Pillow's messages repeat the full path; the caller's name for the file is enough
         raise DataError(f"{name}: cannot be read as an image ({str(err).replace(str(path), name)})") from None
-    return img
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """The decoded image turned as its EXIF orientation says (2..8); the image itself without one."""
+    orientation = img.getexif().get(_ORIENTATION)
+    if orientation not in range(2, 9):  # absent, 1 (already upright) or an invalid value, which viewers ignore
+        return img
+    stored = img.size
+    upright = ImageOps.exif_transpose(img)
+    upright.info.update(exif_orientation=int(orientation), stored_size=stored)
+    return upright
+
+
+def orientation_note(img: Image.Image) -> str:
+    """`` after its EXIF orientation 6 (stored 16x24)`` for an image that ``open_image`` turned upright, else
+    empty: for messages about sizes, which are always the upright (width x height)."""
+    if "exif_orientation" not in img.info:
+        return ""
+    w, h = img.info["stored_size"]
+    return f" after its EXIF orientation {img.info['exif_orientation']} (stored {w}x{h})"
 
 
 def list_images(folder: Path) -> list[str]:
     """Image files under ``folder`` (by ``IMAGE_EXTENSIONS``, any case), as sorted POSIX paths relative to it;
-    hidden files and folders (.DS_Store, .ipynb_checkpoints) are skipped."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    hidden files and folders (.DS_Store, .ipynb_checkpoints) are skipped. Symbolic links are followed, to files
+    and folders alike and wherever they point; a link back to a folder it is in is not followed again."""
+    return walk_images(folder)[0]
+
+
+def walk_images(folder: Path) -> tuple[list[str], list[str]]:
+    """``list_images``, and the broken symbolic links that are not named like images (a link to a folder that
+    no longer exists): both sorted, relative to ``folder``. A broken link named like an image is listed with the
+    images; ``open_image`` reports it when it is read."""
+    images, broken = [], []
+    ancestors = {str(folder): {os.path.realpath(folder)}}  # folder -> real paths of it and the folders above it
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        above = ancestors.pop(dirpath)
+        keep = []
+        for d in sorted(dirnames):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if not d.startswith(".") and real not in above:  # a link back up would loop forever
+                keep.append(d)
+                ancestors[os.path.join(dirpath, d)] = above | {real}
+        dirnames[:] = keep
         rel = Path(dirpath).relative_to(folder)
-        out += [(rel / f).as_posix() for f in filenames
-                if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
-    return sorted(out)
+        for f in filenames:
+            if f.startswith("."):
+                continue
+            if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS:
+                images.append((rel / f).as_posix())
+            elif os.path.islink(os.path.join(dirpath, f)) and not os.path.exists(os.path.join(dirpath, f)):
+                broken.append((rel / f).as_posix())
+    return sorted(images), sorted(broken)
 
 
 def image_array(img: Image.Image, channels: Literal["rgb", "grey"]) -> np.ndarray:
@@ -75,16 +128,158 @@ def image_array(img: Image.Image, channels: Literal["rgb", "grey"]) -> np.ndarra
     return arr if arr.ndim == 3 else arr[:, :, None]
 
 
-def mask_array(img: Image.Image) -> np.ndarray:
-    """A mask's values as float32 in [0, 1]: 1-bit -> {0, 1}, 8-bit grey -> v / 255 (soft masks keep their grey
-    levels), 16-bit -> v / 65535, colour or palette -> its grey level. Shape: (H, W)."""
+@dataclass(frozen=True)
+class MaskReading:
+    """A mask file's values and the rule that read them (README: "How masks and images are read").
+
+    Args:
+        values: in [0, 1], at the file's own (upright) size. Shape: (H, W), float32.
+        rule: the encoding rule applied, in words (``palette: index > 0 = reason``).
+        concerns: why the values look unlike a mask (empty, full, the same everywhere, faint); empty when fine.
+    """
+
+    values: np.ndarray
+    rule: str
+    concerns: tuple[str, ...] = ()
+
+
+def read_mask(img: Image.Image, reason_values: Sequence[int] | None = None) -> MaskReading:
+    """A mask's values in [0, 1], by one rule per encoding, applied to the file's own values before any resizing.
+
+    - ``reason_values`` given: a pixel whose palette index or grey level (1-bit: 0/1) is one of them is a reason
+      (1), every other pixel is not (0).
+    - With an alpha channel that is not the same everywhere (RGBA, LA, a palette with transparency): alpha is the
+      mask (what is drawn is the reason, on a transparent background). A constant alpha is ignored.
+    - 1-bit: 1 = reason. Greyscale (8- and 16-bit, 32-bit ``I``, float ``F``): value / full scale (255, 65535;
+      1 for ``F``), so soft masks keep their levels.
+    - Palette: the pixel's index, index > 0 = reason (the colours of a label mask, like VOC's, are for display);
+      but a palette whose used colours are all greys is a grey image stored indexed: its grey levels.
+    - Colour: the brightest channel, max(R, G, B) / 255 (a red annotation on black is 1).
+
+    In each case but ``reason_values``, values that take exactly two levels, 0 and v > 0, are a binary mask: v is
+    the reason (a 0/1 file from numpy, 0/255, 0/65535, an annotation in dark red or half opacity). One level
+    alone is read by the scale (a constant 128 stays 128 / 255).
+
+    Args:
+        img: an opened mask (``open_image``).
+        reason_values: palette indices or grey levels that mark a reason; None: by the encoding.
+
+    Returns:
+        The values, the rule and any concerns. Shape: values (H, W).
+
+    Raises:
+        DataError: values outside the encoding's range (an ``I`` file beyond 16 bits, an ``F`` file outside
+            [0, 1]), or ``reason_values`` for a colour mask; the message starts with the problem, the caller adds
+            the file name.
+    """
+    alpha = _alpha(img)
+    if reason_values is None and alpha is not None and alpha.min() != alpha.max():
+        return _levels(alpha, 255.0, "alpha (opacity)")
+    img = _drop_alpha(img)
+    if reason_values is not None:
+        return _selected(img, tuple(reason_values))
+    if img.mode in _GREY_SCALES:
+        values, scale = _grey(img)
+        return _levels(values, scale, _GREY_NAMES.get(img.mode, "greyscale 16-bit"))
+    if img.mode == "P":
+        return _palette(img)
+    rgb = np.asarray(img.convert("RGB"))
+    return _levels(rgb.max(axis=2), 255.0, "colour, brightest channel")
+
+
+def mask_array(img: Image.Image, reason_values: Sequence[int] | None = None) -> np.ndarray:
+    """``read_mask(img, reason_values).values``: a mask's values as float32 in [0, 1]. Shape: (H, W)."""
+    return read_mask(img, reason_values).values
+
+
+_GREY_SCALES = {"1": 1.0, "L": 255.0, **_WIDE_MODES}
+_GREY_NAMES = {"1": "1-bit", "L": "greyscale 8-bit", "I": "greyscale 32-bit", "F": "greyscale float"}
+_ALPHA_MODES = {"RGBA": "RGB", "LA": "L", "PA": "P", "RGBa": "RGB", "La": "L"}  # mode -> the mode without alpha
+
+
+def _alpha(img: Image.Image) -> np.ndarray | None:
+    """The alpha channel (0..255), or None without one."""
+    if img.mode in ("RGBa", "La"):  # premultiplied: the same alpha
+        img = img.convert(img.mode.upper())
+    if img.mode in _ALPHA_MODES:
+        return np.asarray(img.getchannel("A"))
+    if img.mode in ("P", "L", "RGB") and "transparency" in img.info:  # a transparent index or colour (tRNS)
+        return np.asarray(img.convert("RGBA").getchannel("A"))
+    return None
+
+
+def _drop_alpha(img: Image.Image) -> Image.Image:
+    """The image without its alpha channel (PA -> P keeps the indices)."""
+    return img.convert(_ALPHA_MODES[img.mode]) if img.mode in _ALPHA_MODES else img
+
+
+def _grey(img: Image.Image) -> tuple[np.ndarray, float]:
+    """A greyscale file's values and their full scale, checked against the encoding's range."""
+    scale = _GREY_SCALES[img.mode]
+    values = np.asarray(img)
     if img.mode == "1":
-        return np.asarray(img, dtype=np.float32)
-    if img.mode in _WIDE_MODES:
-        return np.clip(np.asarray(img, dtype=np.float32) / np.float32(_WIDE_MODES[img.mode]), 0, 1)
-    if img.mode != "L":
-        img = (img.convert("RGBA") if img.mode == "P" else img).convert("L")
-    return np.asarray(img, dtype=np.float32) / np.float32(255.0)
+        return values.astype(np.uint8), scale
+    lo, hi = float(values.min()), float(values.max())
+    if img.mode in ("I", "F") and (lo < 0 or hi > scale or not np.isfinite(values).all()):
+        raise DataError(f"values from {lo:g} to {hi:g}, outside the range [0, {scale:g}] of a "
+                        f"{_GREY_NAMES[img.mode]} mask; save it as 8-bit (0..255) or 16-bit (0..65535) PNG")
+    return values, scale
+
+
+def _palette(img: Image.Image) -> MaskReading:
+    """Palette rule: indices (index > 0 = reason), unless every used colour is a grey."""
+    index = np.asarray(img)
+    colours = np.array(img.getpalette() or [], dtype=np.int64).reshape(-1, 3)
+    used = np.unique(index)
+    if len(used) and int(used.max()) < len(colours):
+        c = colours[used]
+        if bool(((c[:, 0] == c[:, 1]) & (c[:, 1] == c[:, 2])).all()):
+            return _levels(colours[index, 0], 255.0, "palette of greys, grey level")
+    values = (index > 0).astype(np.float32)
+    return MaskReading(values, "palette: index > 0 = reason", _concerns(values, 1.0, 1.0))
+
+
+def _selected(img: Image.Image, reason_values: tuple[int, ...]) -> MaskReading:
+    """The ``reason_values`` rule: those indices or grey levels are reasons, all others not."""
+    if img.mode not in _GREY_SCALES and img.mode != "P":
+        raise DataError(f"reason_values names palette indices or grey levels, but this is a {img.mode} (colour) "
+                        "mask; save the masks as palette or greyscale PNGs, or leave reason_values unset")
+    values = np.isin(np.asarray(img).astype(np.int64), reason_values).astype(np.float32)
+    rule = f"reason_values {', '.join(map(str, reason_values))} = reason"
+    return MaskReading(values, rule, _concerns(values, 1.0, 1.0))
+
+
+def _levels(values: np.ndarray, scale: float, what: str) -> MaskReading:
+    """Values / scale; two levels 0 and v > 0: a binary mask, v = reason."""
+    levels = np.unique(values)
+    if len(levels) == 2 and levels[0] == 0:
+        v = _number(levels[1])
+        out = (values == levels[1]).astype(np.float32)
+        return MaskReading(out, f"{what}, two levels 0 and {v}: {v} = reason", _concerns(out, 1.0, 1.0))
+    out = np.clip(values.astype(np.float32) / np.float32(scale), 0.0, 1.0)
+    return MaskReading(out, f"{what} / {_number(scale)}", _concerns(out, float(levels[-1]), scale))
+
+
+def _concerns(values: np.ndarray, brightest: float, scale: float) -> tuple[str, ...]:
+    """Why decoded values look unlike a mask. ``brightest``: the largest file value; ``scale``: full scale."""
+    lo, hi = float(values.min()), float(values.max())
+    if hi == 0:
+        return ("no reason pixel: every value is 0 (an empty mask)",)
+    if lo == 1:
+        return ("every pixel is a reason (a full mask)",)
+    if lo == hi:
+        return (f"every pixel has the same value, {_number(brightest)} of {_number(scale)}: the mask marks no "
+                "region",)
+    if hi < FAINT:
+        return (f"no value reaches {FAINT:.0%} of full scale (brightest {_number(brightest)} of {_number(scale)}): "
+                "a faint soft mask; if its values are class indices, name those that mark a reason (--data "
+                "reason_values=1,2, or reason_values=(1, 2) in Python)",)
+    return ()
+
+
+def _number(v: Any) -> str:
+    v = float(v)
+    return str(int(v)) if v.is_integer() else f"{v:g}"
 
 
 @dataclass(frozen=True)
@@ -97,6 +292,8 @@ class Preprocess:
         channels: ``rgb`` (3 channels) or ``grey`` (1).
         mean, std: per-channel normalisation applied after scaling to [0, 1]; None: none.
         mask_resample: ``nearest`` keeps the mask's values; ``bilinear`` blends them at the edges.
+        reason_values: palette indices or grey levels of a mask that mark a reason (``read_mask``); None: by
+            each file's encoding.
     """
 
     size: tuple[int, int] | None = None
@@ -105,6 +302,7 @@ class Preprocess:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     mask_resample: Literal["nearest", "bilinear"] = "nearest"
+    reason_values: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         where = "preprocess"
@@ -116,6 +314,9 @@ class Preprocess:
             check(len(self.mean) == n and len(self.std) == n, where,
                   f"mean and std need {n} values for channels={self.channels!r}, got {self.mean} and {self.std}")
             check(min(self.std) > 0, where, f"std must be positive, got {self.std}")
+        if self.reason_values is not None:
+            check(len(self.reason_values) >= 1 and min(self.reason_values) >= 0, where,
+                  f"reason_values must be one or more values >= 0, got {self.reason_values}")
 
     @property
     def n_channels(self) -> int:
@@ -172,6 +373,13 @@ class Preprocess:
         arr = self._resize(image_array(img, self.channels), img.size, Image.Resampling.BILINEAR)
         return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
+    def resize_image(self, x: torch.Tensor) -> torch.Tensor:
+        """Crop and resize an image read at its own size (``Preprocess(size=None).raw_image``) as this
+        preprocessing would have: equal to ``raw_image`` of the file. Shape: (C, h, w) -> (C, H, W)."""
+        size = (x.shape[2], x.shape[1])
+        arr = self._resize(x.permute(1, 2, 0).numpy(), size, Image.Resampling.BILINEAR)
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
     def image(self, path: str | Path) -> torch.Tensor:
         """The image at ``path`` ready for a model: ``normalize(raw_image(path))``. Shape: (C, H, W)."""
         return self.normalize(self.raw_image(path))
@@ -180,18 +388,32 @@ class Preprocess:
         """The mask at ``path`` with the same crop and size as its image.
 
         Args:
-            path: a PNG mask (white = reason).
+            path: a PNG mask, read by ``read_mask`` (white = reason, or as its encoding says).
             image_size: (W, H) of the image file, as Pillow gives it; the crop box is computed for it and scaled
                 to the mask, so a mask stored at another resolution still lines up. Default: the mask's own size.
 
         Returns:
             float32 in [0, 1]. Shape: (1, H, W).
+
+        Raises:
+            DataError: the file is missing or unreadable, or its values are outside its encoding's range.
         """
-        return self.mask_from(open_image(path), image_size)
+        name = str(path)
+        try:
+            return self.mask_from(open_image(path, name), image_size)
+        except DataError as err:
+            raise DataError(str(err) if str(err).startswith(name) else f"{name}: {err}") from None
 
     def mask_from(self, img: Image.Image, image_size: tuple[int, int] | None = None) -> torch.Tensor:
         """``mask`` of an already opened mask image. Shape: (1, H, W)."""
-        arr = self._resize(mask_array(img)[:, :, None], image_size or img.size, _RESAMPLE[self.mask_resample])
+        return self.resize_mask(read_mask(img, self.reason_values).values, image_size)
+
+    def resize_mask(self, values: np.ndarray | torch.Tensor, image_size: tuple[int, int] | None = None
+                    ) -> torch.Tensor:
+        """Crop and resize decoded mask values (``read_mask``) with the geometry of an image of size
+        ``image_size`` (W, H; default: the mask's own). Shape: (h, w) or (1, h, w) -> (1, H, W)."""
+        arr = np.asarray(values, dtype=np.float32).reshape(values.shape[-2:])
+        arr = self._resize(arr[:, :, None], image_size or (arr.shape[1], arr.shape[0]), _RESAMPLE[self.mask_resample])
         return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
     # --- normalisation -------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import functools
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.request
 import zlib
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import numpy as np
 
 from explearn.config import check, setting
 from explearn.errors import DataError
+from explearn.files import atomic_path
 
 #: file name -> md5 of the gzip file, as published with the original downloads (../shared/data/mnist/SOURCE.txt)
 MNIST_FILES: dict[str, str] = {
@@ -227,20 +227,14 @@ def download_mnist(dest: str | Path | None = None, mirrors: Sequence[str] = MNIS
 
 def _fetch(url: str, target: Path, md5: str, timeout: float) -> None:
     """Stream ``url`` into a temporary file beside ``target``; rename it into place only if its md5 matches."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
+    with atomic_path(target) as tmp:
         digest = hashlib.md5()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 digest.update(chunk)
                 out.write(chunk)
-        if digest.hexdigest() != md5:
+        if digest.hexdigest() != md5:  # raising leaves the target as it was and removes the partial file
             raise DataError(f"md5 {digest.hexdigest()} does not match the published {md5} (corrupt mirror copy)")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # --- splits shared by the MNIST benchmarks ---------------------------------------------------------------------

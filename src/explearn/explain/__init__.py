@@ -5,10 +5,10 @@ from explearn.explain.attribution import (ATTRIBUTION, WRONG_SCORE_ATTRIBUTION, 
                                           wrong_score_from)
 from explearn.explain.gradcam import (downsample_mask, grad_cam, grad_cam_from, mapped_forward, normalize_cam,
                                       reduce_channels, upsample_map)
-from explearn.explain.gradients import input_gradients
+from explearn.explain.gradients import input_gradients, log_prob_gradients
 
 __all__ = [
     "ATTRIBUTION", "WRONG_SCORE_ATTRIBUTION", "downsample_mask", "explanation_alignment", "grad_cam",
-    "grad_cam_from", "input_gradients", "mapped_forward", "mask_mass_share", "normalize_cam", "normalized_attribution",
+    "grad_cam_from", "input_gradients", "log_prob_gradients", "mapped_forward", "mask_mass_share", "normalize_cam", "normalized_attribution",
     "reduce_channels", "upsample_map", "wrong_reason_score", "wrong_score_from",
 ]

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from explearn.errors import ConfigError
+from explearn.models.base import classify
 
 #: added to the per-sample maximum in ``normalize_cam`` (an all-zero map stays zero instead of NaN)
 CAM_EPS = 1e-8
@@ -58,7 +59,7 @@ def mapped_forward(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tor
     that Grad-CAM can differentiate w.r.t. it); one forward for a method's cross-entropy and its Grad-CAM term.
 
     Raises:
-        ConfigError: if A is not a feature map (B, C, h, w).
+        ConfigError: if A is not a feature map (B, C, h, w), or the classifier modifies A in place.
 
     Shape:
         x (B, C_in, H, W) -> A (B, C, h, w), logits (B, K)
@@ -67,7 +68,7 @@ def mapped_forward(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tor
     check_feature_map(mapped)
     if not mapped.requires_grad:  # frozen f and m and a plain input: differentiate w.r.t. A alone
         mapped = mapped.detach().requires_grad_(True)
-    return mapped, model.classifier(mapped)
+    return mapped, classify(model, mapped)
 
 
 def grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None = None,

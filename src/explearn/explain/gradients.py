@@ -33,7 +33,27 @@ def input_gradients(model: nn.Module, x: torch.Tensor, target: Target = "sum_log
     """
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        log_p = F.log_softmax(model_logits(model, x), dim=1)
+        return log_prob_gradients(model_logits(model, x), x, target, y, create_graph)
+
+
+def log_prob_gradients(logits: torch.Tensor, x: torch.Tensor, target: Target = "sum_log_prob",
+                       y: torch.Tensor | None = None, create_graph: bool = False) -> torch.Tensor:
+    """``input_gradients`` from an existing forward pass, so that a method takes its cross-entropy and its input
+    gradient from one forward (BatchNorm statistics then advance once per batch, dropout draws one mask).
+
+    Args:
+        logits: the model's logits on ``x``, computed with ``x.requires_grad`` (and grad mode) on.
+        x: the inputs, a tensor that requires grad and produced ``logits``.
+        target, y, create_graph: as for ``input_gradients``.
+
+    Returns:
+        dlogp/dx, detached unless ``create_graph``.
+
+    Shape:
+        logits (B, K), x (B, C, H, W) -> (B, C, H, W)
+    """
+    with torch.enable_grad():
+        log_p = F.log_softmax(logits, dim=1)
         if target == "sum_log_prob":
             out = log_p.sum()
         elif target == "predicted":

@@ -133,9 +133,10 @@ def grad_norm(params: list[nn.Parameter]) -> float:
 
 
 def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter]) -> float:
-    """zero_grad, backward, step; returns the gradient norm over ``params`` before the step."""
+    """zero_grad, backward, step; returns the gradient norm over ``params`` before the step. Only the gradients of
+    ``params`` are computed (an input that requires grad, as in RRR, gets none)."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.backward(inputs=params)
     norm = grad_norm(params)
     optimizer.step()
     return norm

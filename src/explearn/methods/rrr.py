@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from explearn.config import check, setting
-from explearn.explain.gradients import input_gradients
+from explearn.explain.gradients import log_prob_gradients
 from explearn.methods.base import METHODS, Batch, Method, OptimHParams, label_loss, step, wrong_reasons
 from explearn.models.base import logits
 
@@ -34,7 +34,30 @@ def rrr_penalty(model: nn.Module, x: torch.Tensor, wrong: torch.Tensor) -> torch
     Shape:
         x (B, C, H, W), wrong (B, 1 or C, H, W) -> (B,)
     """
-    grad = input_gradients(model, x, target="sum_log_prob", create_graph=True)
+    return rrr_forward(model, x, wrong)[1]
+
+
+def rrr_forward(model: nn.Module, x: torch.Tensor, wrong: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward of the model on x: its logits and ``rrr_penalty``'s per-sample penalty from them, so that the
+    cross-entropy and the penalty share the forward (train-mode BatchNorm statistics advance once per batch,
+    dropout draws one mask for both).
+
+    Shape:
+        x (B, C, H, W), wrong (B, 1 or C, H, W) -> logits (B, K), penalty (B,)
+    """
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        out = logits(model, x)
+        grad = log_prob_gradients(out, x, target="sum_log_prob", create_graph=True)
+    return out, input_gradient_penalty(grad, wrong)
+
+
+def input_gradient_penalty(grad: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor:
+    """Per-sample sum of (W * grad)^2 (Ross et al. 2017, eq. 1's second term without lambda).
+
+    Shape:
+        grad (B, C, H, W), wrong (B, 1 or C, H, W) -> (B,)
+    """
     return (wrong * grad).pow(2).flatten(1).sum(1)
 
 
@@ -64,8 +87,9 @@ class RRR(Method):
         self.optimizer = self.make_optimizer(self.params, hparams.lr)
 
     def update(self, batch: Batch) -> dict[str, float]:
-        ce = label_loss(logits(self.model, batch.x), batch.y)
         wrong, has = wrong_reasons(batch)
-        loss, penalty = rrr_objective(ce, rrr_penalty(self.model, batch.x, wrong), has, self.hparams.lam)
+        out, per_sample = rrr_forward(self.model, batch.x, wrong)  # one forward for both terms
+        ce = label_loss(out, batch.y)
+        loss, penalty = rrr_objective(ce, per_sample, has, self.hparams.lam)
         norm = step(self.optimizer, loss, self.params)
         return {"ce": ce.item(), "rrr_penalty": penalty.item(), "grad_norm": norm}

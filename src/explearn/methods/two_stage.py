@@ -104,8 +104,11 @@ def mapped_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def own_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Stage 2's prediction without a mapping layer: f(x), with gradients reaching f."""
-    return model.features(x)
+    """Stage 2's prediction without a mapping layer: f(x), with gradients reaching f, in eval mode like the target
+    f(x'): BatchNorm statistics advance once per batch (in stage 1), dropout draws no mask, and both sides of the
+    loss see the same f. Shape: x (B, C, H, W) -> f's output (B, ...)."""
+    with eval_mode(model.features):
+        return model.features(x)
 
 
 @METHODS.register("two_stage")

@@ -8,17 +8,18 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import torch
 from torch import fx, nn
 
 from explearn.errors import ConfigError
-from explearn.models.base import ExplainableNet, eval_mode
+from explearn.models.base import ExplainableNet, disable_inplace, eval_mode, out_of_place
 from explearn.models.mapping import MAPPINGS, make_mapping
 
 
 def from_backbone(model: nn.Module, feature_layer: str, input_shape: tuple[int, ...], mapping: str = "conv1x1",
-                  **mapping_options: object) -> ExplainableNet:
+                  output: int | str | None = None, **mapping_options: object) -> ExplainableNet:
     """Split ``model`` after the submodule ``feature_layer`` and insert a mapping layer there.
 
     f computes everything up to and including ``feature_layer``'s output, c everything after it. An
@@ -31,14 +32,18 @@ def from_backbone(model: nn.Module, feature_layer: str, input_shape: tuple[int, 
         feature_layer: a dotted name from ``model.named_modules()``, e.g. "layer3" or "features.7".
         input_shape: (C, H, W) of one image, for the dummy forward that sizes the mapping layer.
         mapping: the mapping layer kind (explearn.models.MAPPINGS); conv1x1 needs a (C, H, W) feature map.
+        output: for a network that returns more than logits (a tuple, a dict, an object such as Hugging Face's
+            outputs): the index, key or attribute of the logits (``0``, ``"logits"``); see ``from_parts``.
         **mapping_options: options of the mapping layer (``hidden``, ``depth`` for "mlp").
 
     Returns:
-        An ExplainableNet(features, mapping, classifier) whose output equals ``model(x)`` before training.
+        An ExplainableNet(features, mapping, classifier) whose output equals ``model(x)`` (or its ``output``
+        part) before training. In-place operations are made out of place (``models.base.disable_inplace``).
 
     Raises:
         ConfigError: an unknown layer (with close names), a layer called more than once, a cut that later code
-            crosses (e.g. inside a residual block), a model fx cannot trace, or features the mapping cannot take.
+            crosses (e.g. inside a residual block), a model fx cannot trace, features the mapping cannot take,
+            or a network that does not return logits (B, K) in train and eval mode.
 
     Shape:
         x (B, *input_shape) -> f: (B, *feature_shape) -> logits (B, K)
@@ -47,48 +52,152 @@ def from_backbone(model: nn.Module, feature_layer: str, input_shape: tuple[int, 
     if isinstance(model, nn.Sequential):
         parts = _split_sequential(model, feature_layer.split("."))
         if parts is not None:
-            return from_parts(*parts, input_shape, mapping, **mapping_options)
+            return from_parts(*parts, input_shape, mapping, output, **mapping_options)
     features, classifier = _split_traced(model, feature_layer)
-    return from_parts(features, classifier, input_shape, mapping, **mapping_options)
+    return from_parts(features, classifier, input_shape, mapping, output, **mapping_options)
 
 
 def from_parts(features: nn.Module, classifier: nn.Module, input_shape: tuple[int, ...], mapping: str = "conv1x1",
-               **mapping_options: object) -> ExplainableNet:
+               output: int | str | None = None, **mapping_options: object) -> ExplainableNet:
     """An explearn model from a given f and c with a new identity-initialised mapping layer between them.
 
     Args:
         features: f, images -> a feature tensor (a map (C, H, W) per sample for conv1x1 and Grad-CAM methods).
         classifier: c, features -> logits.
-        input_shape: (C, H, W) of one image; one dummy forward (no_grad, eval mode, modes restored after) infers
-            the feature shape and checks that c accepts it.
+        input_shape: (C, H, W) of one image; dummy forwards of two images (no_grad, in eval and in train mode,
+            modes and BatchNorm statistics restored after) infer the feature shape and check that c returns logits.
         mapping: the mapping layer kind (explearn.models.MAPPINGS).
+        output: where c's logits are when it returns more than a tensor: an index into a tuple or list (``0``), a
+            key of a dict (``"logits"``), or an attribute (``"logits"`` of a Hugging Face output). Needed for
+            networks with auxiliary outputs (e.g. Inception's in train mode); None: c must return a tensor.
         **mapping_options: options of the mapping layer (``hidden``, ``depth`` for "mlp").
 
     Returns:
-        ExplainableNet(features, mapping, classifier), the mapping on f's device and dtype.
+        ExplainableNet(features, mapping, classifier), the mapping on f's device and dtype; in-place operations
+        are made out of place (``models.base.disable_inplace``).
 
     Raises:
-        ConfigError: f returns no tensor, c rejects f's output, or the mapping kind cannot take f's output.
+        ConfigError: f returns no tensor, c rejects f's output, c's output is not logits (B, K) in eval or train
+            mode (naming what it returned and ``output``), or the mapping kind cannot take f's output.
     """
     _check_mapping_options(mapping, mapping_options)
-    device, dtype = _device_dtype(features)
-    with torch.no_grad(), eval_mode(features), eval_mode(classifier):
-        z = features(torch.zeros(1, *input_shape, device=device, dtype=dtype))
-        if not isinstance(z, torch.Tensor):
-            raise ConfigError(f"the features f return {type(z).__name__}, not a tensor; end f at a layer that "
-                              "returns one tensor")
-        try:
-            classifier(z)
-        except Exception as err:  # a shape mismatch deep inside c: name the shapes the user can act on
-            raise ConfigError(f"the classifier c fails on the features f(x) of shape {tuple(z.shape[1:])} per "
-                              f"sample (input_shape {tuple(input_shape)}): {err}") from err
+    features, classifier = disable_inplace(features), disable_inplace(classifier)
+    if output is not None:
+        classifier = SelectOutput(classifier, output)
+    z = _probe(features, classifier, input_shape)
     feature_shape = tuple(z.shape[1:])
     try:
         m = make_mapping(mapping, feature_shape, **mapping_options)
     except ConfigError as err:
         raise ConfigError(f"{err}. Cut the network earlier, at a layer that outputs a map (C, H, W), or choose "
                           "another mapping") from None
+    device, dtype = _device_dtype(features)
     return ExplainableNet(features, m.to(device=device, dtype=dtype), classifier)
+
+
+def check_outputs(model: nn.Module, input_shape: tuple[int, ...]) -> None:
+    """Check that a three-part model turns images of ``input_shape`` into logits (B, K) in eval and in train mode
+    (a user's network given to ``train`` as it is); modes and buffers are restored.
+
+    Raises:
+        ConfigError: f returns no tensor, or c(m(f(x))) is not logits (naming what it returned).
+    """
+    _probe(model.features, nn.Sequential(model.mapping, model.classifier), input_shape)
+
+
+class SelectOutput(nn.Module):
+    """c followed by picking its logits out of what it returns: ``output`` is an index (tuple, list), a key
+    (dict) or an attribute name (an object such as a named tuple or a Hugging Face ``ModelOutput``)."""
+
+    def __init__(self, classifier: nn.Module, output: int | str) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.output = output
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return pick_output(self.classifier(z), self.output)
+
+
+def pick_output(value: object, output: int | str) -> object:
+    """``value[output]`` for a sequence or a mapping, else ``getattr(value, output)``; a tensor is returned as it
+    is (a network that returns its logits alone in eval mode and more in train mode).
+
+    Raises:
+        ConfigError: ``value`` has no such index, key or attribute (naming what it has).
+    """
+    if isinstance(value, torch.Tensor):  # e.g. Inception-style: (logits, aux) in train mode, logits in eval mode
+        return value
+    try:
+        if isinstance(value, (tuple, list)) and isinstance(output, int):
+            return value[output]
+        if isinstance(value, Mapping) and output in value:
+            return value[output]
+        if isinstance(output, str) and hasattr(value, output):
+            return getattr(value, output)
+    except IndexError:
+        pass
+    raise ConfigError(f"the network's output ({_describe(value)}) has no part {output!r}; give output= an index, "
+                      "key or attribute it has")
+
+
+def _probe(features: nn.Module, classifier: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
+    """f's output on two zero images, after checking in eval and in train mode that c turns it into logits
+    (B, K). Modes, BatchNorm running statistics and every other buffer are restored after; no gradient."""
+    device, dtype = _device_dtype(features)
+    x = torch.zeros(2, *input_shape, device=device, dtype=dtype)
+    buffers = {id(b): b.detach().clone() for module in (features, classifier) for b in module.buffers()}
+    z = None
+    try:
+        with torch.no_grad(), eval_mode(features), eval_mode(classifier):
+            for training in (False, True):  # an auxiliary head or a different output may appear in train mode only
+                features.train(training)
+                classifier.train(training)
+                out = features(x)
+                if not isinstance(out, torch.Tensor):
+                    raise ConfigError(f"the features f return {_describe(out)}, not a tensor; end f at a layer that "
+                                      "returns one tensor")
+                try:
+                    logits = classifier(out)
+                except ConfigError:
+                    raise
+                except Exception as err:  # a shape mismatch deep inside c: name the shapes the user can act on
+                    raise ConfigError(f"the classifier c fails on the features f(x) of shape {tuple(out.shape[1:])} "
+                                      f"per sample (input_shape {tuple(input_shape)}): {err}") from err
+                _check_logits(logits, "train" if training else "eval")
+                if not training:
+                    z = out
+    finally:
+        with torch.no_grad():
+            for module in (features, classifier):
+                for b in module.buffers():
+                    b.copy_(buffers[id(b)])
+    return z
+
+
+def _check_logits(logits: object, mode: str) -> None:
+    if isinstance(logits, torch.Tensor) and logits.dim() == 2 and logits.shape[0] == 2 and logits.is_floating_point():
+        return
+    if isinstance(logits, torch.Tensor):
+        what = f"a tensor of shape {tuple(logits.shape)} for 2 images"
+        hint = "it must return logits of shape (B, K), one row of class scores per image"
+    else:
+        what = _describe(logits)
+        hint = ("pass output= to from_backbone/from_parts (--backbone-output on the command line) with the index, "
+                "key or attribute of the logits, e.g. output=0 or output=\"logits\", or wrap your classifier as "
+                "explearn.models.SelectOutput(classifier, 0)")
+    raise ConfigError(f"the network returns {what} in {mode} mode, not logits (B, K); {hint}")
+
+
+def _describe(value: object) -> str:
+    """What a network returned, for messages: the type and, for containers, the kinds of their parts."""
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, Mapping):
+        return f"a {type(value).__name__} with keys {', '.join(map(repr, value))}"
+    if isinstance(value, (tuple, list)):
+        parts = ", ".join(f"[{i}] {_describe(v)}" for i, v in enumerate(value))
+        return f"a {type(value).__name__} of {len(value)} ({parts})"
+    return f"a {type(value).__name__}"
 
 
 # --- checks ----------------------------------------------------------------------------------------------------
@@ -167,13 +276,17 @@ class _CutTracer(fx.Tracer):
 
 
 def _trace(model: nn.Module, layer: str) -> fx.Graph:
+    """The traced graph of ``model`` with ``layer`` as one node, its in-place calls made out of place first (so
+    that what a mutation feeds is explicit to the cut analysis and survives dead-code elimination)."""
     try:
-        return _CutTracer(layer).trace(model)
+        graph = _CutTracer(layer).trace(model)
     except Exception as err:  # fx fails in many ways (TraceError, TypeError on control flow, ...)
         raise ConfigError(
             f"torch.fx cannot trace {type(model).__name__} ({type(err).__name__}: {err}); split it yourself and "
             "pass f and c to explearn.models.from_parts(features, classifier, input_shape)"
         ) from err
+    out_of_place(graph)
+    return graph
 
 
 def _cut_node(graph: fx.Graph, layer: str) -> fx.Node:

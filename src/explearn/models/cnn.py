@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from explearn.config import check, setting
+from explearn.errors import ConfigError
 from explearn.models.base import ExplainableNet
 from explearn.models.mapping import MAPPINGS, make_mapping
 
@@ -36,8 +37,21 @@ def small_cnn(input_shape: tuple[int, int, int], n_classes: int, options: SmallC
 
     Shape:
         x (B, C, H, W) -> f: (B, widths[k-1], H / 2^k, W / 2^k) with k = feature_blocks -> logits (B, n_classes)
+
+    Raises:
+        ConfigError: H or W is smaller than 2^len(widths) (a pooling step would leave no pixel).
     """
     opts = options or SmallCNNOptions()
+    need = 2 ** len(opts.widths)  # every block's 2x2 max-pool halves H and W
+    if min(input_shape[1:]) < need:
+        fits = max(1, min(input_shape[1:]).bit_length() - 1)  # blocks whose pooling leaves at least one pixel
+        widths = ",".join(map(str, opts.widths[:fits]))
+        raise ConfigError(
+            f"model 'small_cnn' halves the image {len(opts.widths)} times (a 2x2 max-pool per block), so it needs "
+            f"images of at least {need}x{need} pixels, got {input_shape[1]}x{input_shape[2]}; use {fits} block(s) "
+            f"(--model-opt widths={widths} --model-opt feature_blocks={min(fits, opts.feature_blocks)}) or larger "
+            "images"
+        )
     blocks = []
     channels = input_shape[0]
     for width in opts.widths:

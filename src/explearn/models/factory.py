@@ -39,9 +39,10 @@ def import_factory(spec: str) -> Callable[..., nn.Module]:
 
 
 def backbone_model(spec: str, n_classes: int, feature_layer: str, input_shape: tuple[int, ...],
-                   mapping: str = "conv1x1") -> tuple[ExplainableNet, dict[str, Any]]:
-    """Build ``FUNCTION(n_classes)`` and split it after ``feature_layer``; also returns the description a
-    checkpoint stores (``{"name": "backbone", "factory", "feature_layer", "mapping"}``).
+                   mapping: str = "conv1x1", output: int | str | None = None) -> tuple[ExplainableNet, dict[str, Any]]:
+    """Build ``FUNCTION(n_classes)`` and split it after ``feature_layer`` (``output``: where its logits are, for
+    a network that returns more, see ``from_parts``); also returns the description a checkpoint stores
+    (``{"name": "backbone", "factory", "feature_layer", "mapping", "output"}``).
 
     Raises:
         ConfigError: as ``import_factory`` and ``from_backbone``, or when the function does not return a module.
@@ -49,6 +50,6 @@ def backbone_model(spec: str, n_classes: int, feature_layer: str, input_shape: t
     net = import_factory(spec)(n_classes)
     if not isinstance(net, nn.Module):
         raise ConfigError(f"--backbone {spec}: the function returned {type(net).__name__}, not an nn.Module")
-    model = from_backbone(net, feature_layer, input_shape, mapping)
+    model = from_backbone(net, feature_layer, input_shape, mapping, output)
     return model, {"name": "backbone", "factory": spec, "feature_layer": feature_layer, "mapping": mapping,
-                   "class": type(net).__name__}
+                   "output": output, "class": type(net).__name__}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from explearn.files import atomic_path, atomic_write
 from explearn.report.figures import FIGURES, draw
 from explearn.report.tables import render_summary
 from explearn.results import (aggregate, agreement, agreement_differences, collect, paired_differences,
@@ -44,9 +45,10 @@ def render(report_dir: str | Path) -> Path:
         not p.empty for p in diff_parts) else pd.DataFrame()
     search = pd.DataFrame(manifest.get("search") or [])
 
-    results.eval_runs().to_csv(report_dir / "results.csv", index=False)
-    search.to_csv(report_dir / "search.csv", index=False)
-    stats.to_csv(report_dir / "aggregate.csv", index=False)
+    # every file written atomically: two launches of one sweep may render the same report at once
+    for name, table in (("results.csv", results.eval_runs()), ("search.csv", search), ("aggregate.csv", stats)):
+        with atomic_path(report_dir / name) as tmp:
+            table.to_csv(tmp, index=False)
     figures = []
     for name, spec in manifest["specs"].items():
         for kind in spec.get("figures", []):
@@ -54,7 +56,7 @@ def render(report_dir: str | Path) -> Path:
             if made:
                 figures.append(made)
     path = report_dir / "summary.md"
-    path.write_text(render_summary(manifest, stats, diffs, search, len(results.missing), figures))
+    atomic_write(path, render_summary(manifest, stats, diffs, search, len(results.missing), figures))
     return path
 
 

@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from explearn.files import atomic_path  # noqa: E402
+from explearn.metrics import metric_bounds  # noqa: E402
 from explearn.registry import Registry  # noqa: E402
 from explearn.results import Results, mean_curves  # noqa: E402
 
@@ -28,7 +30,8 @@ def draw(kind: str, results: Results, stats: pd.DataFrame, experiment: str, spec
     if fig is None:
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path.name
 
@@ -70,7 +73,7 @@ def convergence(results: Results, stats: pd.DataFrame, experiment: str, spec: Ma
         curves = mean_curves(mine, split, "acc")
     if curves.empty:
         return None
-    return _panels(curves, spec, f"{split} accuracy", spec.get("title", experiment))
+    return _panels(curves, spec, f"{split} accuracy", spec.get("title", experiment), metric_bounds("acc"))
 
 
 @FIGURES.register("gradients")
@@ -91,7 +94,7 @@ def gradients(results: Results, stats: pd.DataFrame, experiment: str, spec: Mapp
                              layout="constrained")
     for i, (stage, curves) in enumerate(rows):
         for j, point in enumerate(points):
-            _lines(axes[i, j], curves, spec, point)
+            _lines(axes[i, j], curves, spec, point, metric_bounds("grad_norm_stage1"))
             axes[i, j].set_yscale("log")
             axes[i, j].set_ylabel("gradient norm")
             axes[i, j].set_title(f"{point + ': ' if point else ''}{stage}", fontsize=9)
@@ -138,7 +141,10 @@ def _points(spec: Mapping[str, Any]) -> list[str]:
     return points if parts and any(p["variant"] for p in parts.values()) else [""]
 
 
-def _lines(ax, curves: pd.DataFrame, spec: Mapping[str, Any], point: str) -> None:
+def _lines(ax, curves: pd.DataFrame, spec: Mapping[str, Any], point: str,
+           bounds: tuple[float, float] = (-np.inf, np.inf)) -> None:
+    """One line per setting and method (mean over seeds), with a band of ± one std cut to ``bounds`` (the values
+    the metric can take: an accuracy band never leaves [0, 1])."""
     parts = spec.get("setting_parts") or {}
     for (setting, method), group in curves.groupby(["setting", "method"], sort=False):
         part = parts.get(setting, {"point": "", "variant": setting})
@@ -148,17 +154,19 @@ def _lines(ax, curves: pd.DataFrame, spec: Mapping[str, Any], point: str) -> Non
         label = method if curves["setting"].nunique() == 1 else f"{method} ({name})"
         style = "--" if part.get("variant") and part["variant"] == spec.get("reference") else "-"
         ax.plot(group["epoch"], group["mean"], style, marker=".", label=label)
-        ax.fill_between(group["epoch"], group["mean"] - group["std"].fillna(0), group["mean"] + group["std"].fillna(0),
+        spread = group["std"].fillna(0)
+        ax.fill_between(group["epoch"], (group["mean"] - spread).clip(*bounds), (group["mean"] + spread).clip(*bounds),
                         alpha=0.12)
     ax.set_xlabel("epoch (0 = before training)")
     ax.grid(alpha=0.3)
 
 
-def _panels(curves: pd.DataFrame, spec: Mapping[str, Any], ylabel: str, title: str):
+def _panels(curves: pd.DataFrame, spec: Mapping[str, Any], ylabel: str, title: str,
+            bounds: tuple[float, float] = (-np.inf, np.inf)):
     points = _points(spec)
     fig, axes = plt.subplots(1, len(points), figsize=(6 * len(points), 4), squeeze=False, layout="constrained")
     for ax, point in zip(axes[0], points):
-        _lines(ax, curves, spec, point)
+        _lines(ax, curves, spec, point, bounds)
         ax.set_ylabel(ylabel)
         ax.set_title(point or title, fontsize=9)
     axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1) if len(points) > 1 else None)
@@ -173,7 +181,10 @@ def agreement(results: Results, stats: pd.DataFrame, experiment: str, spec: Mapp
         return None
     fig, ax = plt.subplots(figsize=(6, 3.5))
     labels = [f"{m}\n({s})" if sel["setting"].nunique() > 1 else m for s, m in zip(sel["setting"], sel["method"])]
-    ax.bar(range(len(sel)), sel["mean"], yerr=sel["std"].fillna(0), capsize=3, color="tab:blue", alpha=0.8)
+    spread = sel["std"].fillna(0)
+    # ± one std over pairs, cut to [0, 1] where agreement lives
+    err = np.vstack([np.minimum(spread, sel["mean"]), np.minimum(spread, 1 - sel["mean"])])
+    ax.bar(range(len(sel)), sel["mean"], yerr=err, capsize=3, color="tab:blue", alpha=0.8)
     paper = spec.get("paper", {}) if _headline(spec) == "agreement" else {}
     marks = [(i, paper.get(s, {}).get(m)) for i, (s, m) in enumerate(zip(sel["setting"], sel["method"]))]
     marks = [(i, v) for i, v in marks if v is not None]
@@ -181,7 +192,8 @@ def agreement(results: Results, stats: pd.DataFrame, experiment: str, spec: Mapp
         ax.plot(*zip(*marks), "r*", markersize=12, linestyle="none", label="paper")
         ax.legend(fontsize=8)
     ax.set_xticks(range(len(sel)), labels, fontsize=8)
-    ax.set_ylim(0.5, 1.0)
+    low = float((sel["mean"] - err[0]).min())
+    ax.set_ylim(0.5 if low >= 0.5 else max(0.0, np.floor(low * 10) / 10), 1.0)  # every bar shows, even one below 0.5
     ax.set_ylabel("pairwise agreement (test)")
     ax.set_title(spec.get("title", experiment))
     return fig

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from explearn.files import atomic_path  # noqa: E402
+
 
 def save_overlay(path: str | Path, image: torch.Tensor, attribution: torch.Tensor, mask: torch.Tensor | None,
                  title: str, attribution_name: str = "input_gradient") -> Path:
@@ -45,7 +47,8 @@ def save_overlay(path: str | Path, image: torch.Tensor, attribution: torch.Tenso
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
     path = Path(path)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    with atomic_path(path) as tmp:  # an overlay replaced by a later `explain` is never half written
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -23,6 +23,13 @@ def fmt_signed(value: float, digits: int = 3) -> str:
     return "" if value is None or math.isnan(value) else f"{value:+.{digits}f}"
 
 
+#: how the summary's intervals are computed (``explearn.results.ci95``), said once at the top
+CI_NOTE = ("95 % confidence intervals of means and of paired differences are Student's t-intervals over seeds, cut "
+           "to the values the metric can take ([0, 1] for accuracies, alignment, wrong-reason score and agreement, "
+           "[-1, 1] for their differences, >= 0 for epochs and gradient norms): the true mean lies in that range, "
+           "so the cut keeps the 95 % coverage. Agreement differences: percentile bootstrap over seeds.")
+
+
 def cell(row: Mapping[str, Any]) -> str:
     """'mean ± std [ci_low, ci_high]' (parts left out where undefined)."""
     text = fmt(row["mean"])
@@ -34,7 +41,33 @@ def cell(row: Mapping[str, Any]) -> str:
 
 
 #: metrics for which a smaller value is better (a positive difference is a loss)
-LOWER_IS_BETTER = {"epochs_to_95"}
+LOWER_IS_BETTER = ("epochs_to_", "wrong_score")  # epochs to converge; the share of confounder pixels attributed
+
+
+def lower_is_better(metric: str | None) -> bool:
+    """Whether a smaller value of ``metric`` is better (``epochs_to_95``, ``test/wrong_score``, ...)."""
+    return metric is not None and any(part in metric for part in LOWER_IS_BETTER)
+
+#: presets whose verdicts are not evidence for or against a claim, and why (said at the top of the summary)
+NOT_EVIDENCE = {
+    "smoke": "trains toy sizes (a few dozen samples, one epoch) to prove that the pipeline runs: its numbers, "
+             "intervals and verdicts say nothing about the methods or the paper's claims",
+    "quick": "trains fewer seeds and epochs than the `full` preset: its intervals are wide and its verdicts are "
+             "indications to check with `--preset full`",
+}
+
+
+def evidence_note(preset: str) -> str:
+    """The summary's opening warning for a preset whose verdicts are not evidence; empty for ``full``."""
+    why = NOT_EVIDENCE.get(preset)
+    return f"**Not evidence.** Preset `{preset}` {why}; every verdict below says so." if why else ""
+
+
+def at_preset(text: str, preset: str) -> str:
+    """A verdict as the summary shows it at ``preset``: replaced at ``smoke`` (toy runs), marked at ``quick``."""
+    if not text or preset not in NOT_EVIDENCE:
+        return text
+    return f"not evidence ({preset} preset)" if preset == "smoke" else f"{text} ({preset} preset: not evidence)"
 
 
 def verdict(diff: Mapping[str, Any]) -> str:
@@ -42,7 +75,7 @@ def verdict(diff: Mapping[str, Any]) -> str:
     better, e.g. epochs to converge), 'loss' if on the worse side, else 'no clear difference'."""
     if math.isnan(diff["ci_low"]):
         return "too few seeds"
-    better = -1 if diff.get("metric") in LOWER_IS_BETTER else 1
+    better = -1 if lower_is_better(diff.get("metric")) else 1
     if diff["ci_low"] > 0:
         return "gain" if better > 0 else "loss"
     if diff["ci_high"] < 0:
@@ -72,7 +105,9 @@ def claim_verdict(ours: Mapping[str, Any] | None, paper_diff: float) -> str:
 
 
 def claims_section(manifest: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.DataFrame) -> str:
-    """Every number the paper reports beside ours, with the verdict on each claimed difference."""
+    """Every number the paper reports beside ours, with the verdict on each claimed difference (marked as no
+    evidence at the smoke and quick presets, ``at_preset``)."""
+    preset = manifest.get("preset", "")
     sources = [spec["source"] for spec in manifest["specs"].values() if spec.get("source") and spec.get("paper")]
     title = "## The paper's numbers beside ours" if not sources else "## Published numbers beside ours"
     lines = [title, "",
@@ -97,20 +132,20 @@ def claims_section(manifest: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.D
                     if not d.empty:
                         r = d.iloc[0]
                         our_diff = f"{fmt_signed(r['mean'])} [{fmt_signed(r['ci_low'])}, {fmt_signed(r['ci_high'])}]"
-                        verdict_text = claim_verdict(r, pdiff)
+                        verdict_text = at_preset(claim_verdict(r, pdiff), preset)
                     elif not hit.empty:
                         base = stats[(stats["experiment"] == name) & (stats["setting"] == setting)
                                      & (stats["method"] == baseline) & (stats["metric"] == metric)]
                         if not base.empty:
                             our_diff = fmt_signed(hit.iloc[0]["mean"] - base.iloc[0]["mean"])
-                            verdict_text = "no interval for this metric: compare the numbers"
+                            verdict_text = at_preset("no interval for this metric: compare the numbers", preset)
                 lines.append(f"| {name} | {setting} | {metric} | {method} | {fmt(value)} | {ours} | {paper_diff} | "
                              f"{our_diff} | {verdict_text} |")
     return "\n".join(lines + [""]) if found else ""
 
 
 def experiment_section(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.DataFrame,
-                       chosen: pd.DataFrame) -> str:
+                       chosen: pd.DataFrame, preset: str = "full") -> str:
     """One experiment's part of the summary.
 
     Args:
@@ -119,6 +154,7 @@ def experiment_section(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, 
             agreement rows.
         diffs: paired differences to the baseline (experiment, setting, method, metric, n, mean, ci_low, ci_high).
         chosen: search table rows of this experiment (setting, method, candidate, metric, n, mean, chosen).
+        preset: the preset the runs were made at; verdicts are marked as no evidence at smoke and quick.
     """
     headline = [spec["headline"]] if isinstance(spec["headline"], str) else list(spec["headline"])
     paper = spec.get("paper", {})
@@ -152,7 +188,7 @@ def experiment_section(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, 
             lines.append(f"| {shown} | {method} | " + " | ".join(cells) + " |")
     lines.append("")
     if reference:
-        lines.append(reference_table(name, spec, diffs))
+        lines.append(reference_table(name, spec, diffs, preset))
 
     baseline = spec.get("baseline")
     d = diffs[(diffs["experiment"] == name) & (diffs["metric"] == headline[0])
@@ -164,7 +200,8 @@ def experiment_section(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, 
         lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         for _, r in d.iterrows():
             row = [r["setting"], r["method"], str(r["n"]),
-                   f"{fmt_signed(r['mean'])} [{fmt_signed(r['ci_low'])}, {fmt_signed(r['ci_high'])}]", verdict(r)]
+                   f"{fmt_signed(r['mean'])} [{fmt_signed(r['ci_low'])}, {fmt_signed(r['ci_high'])}]",
+                   at_preset(verdict(r), preset)]
             if has_paper:
                 p = paper.get(r["setting"], {})
                 row.append(fmt_signed(p[r["method"]] - p[baseline]) if r["method"] in p and baseline in p else "")
@@ -188,8 +225,9 @@ def experiment_section(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, 
     return "\n".join(lines)
 
 
-def reference_table(name: str, spec: Mapping[str, Any], diffs: pd.DataFrame) -> str:
-    """Every variant minus the reference variant (same method, scenario and seed), in every headline metric."""
+def reference_table(name: str, spec: Mapping[str, Any], diffs: pd.DataFrame, preset: str = "full") -> str:
+    """Every variant minus the reference variant (same method, scenario and seed), in every headline metric; the
+    ↑ / ↓ marks (interval above / below 0) are left out at the smoke preset (toy runs, not evidence)."""
     headline = [spec["headline"]] if isinstance(spec["headline"], str) else list(spec["headline"])
     label = f"{spec['reference']} (reference)"
     d = diffs[(diffs["experiment"] == name) & (diffs["baseline"] == label)] if not diffs.empty else diffs
@@ -210,10 +248,14 @@ def reference_table(name: str, spec: Mapping[str, Any], diffs: pd.DataFrame) -> 
             if math.isnan(r["mean"]):  # e.g. a stage-2 gradient norm of label-only training
                 cells.append("")
                 continue
-            mark = " ↑" if r["ci_low"] > 0 else " ↓" if r["ci_high"] < 0 else ""
+            mark = "" if preset == "smoke" else " ↑" if r["ci_low"] > 0 else " ↓" if r["ci_high"] < 0 else ""
             cells.append(f"{fmt_signed(r['mean'])} [{fmt_signed(r['ci_low'])}, {fmt_signed(r['ci_high'])}]{mark}")
         lines.append(f"| {setting} | {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + ["", "↑ / ↓: the interval lies above / below 0.", ""])
+    legend = "↑ / ↓: the interval lies above / below 0."
+    if preset in NOT_EVIDENCE:
+        legend = "No ↑ / ↓ marks: smoke runs are not evidence." if preset == "smoke" else \
+            f"{legend} At the {preset} preset these marks are not evidence."
+    return "\n".join(lines + ["", legend, ""])
 
 
 def render_summary(manifest: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.DataFrame, search: pd.DataFrame,
@@ -226,8 +268,13 @@ def render_summary(manifest: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.D
     lines = [f"# {title}", "",
              f"Preset `{manifest['preset']}`, specs from `{manifest['collection']}`. "
              f"Re-render with `explearn report DIR`; every number below comes from the runs stored in `runs/`.", ""]
+    if evidence_note(manifest["preset"]):
+        lines += [evidence_note(manifest["preset"]), ""]
+    lines += [CI_NOTE, ""]
     if timing:
-        lines += [f"Last sweep: {timing.get('trained', 0)} runs trained, {timing.get('skipped', 0)} reused, "
+        other = timing.get("by_other_launch", 0)
+        by_other = f" ({other} by another launch on the same folder)" if other else ""
+        lines += [f"Last sweep: {timing.get('trained', 0)} runs trained, {timing.get('skipped', 0)} reused{by_other}, "
                   f"{len(timing.get('failed', []))} failed, {timing.get('seconds', 0):.0f} s wall time.", ""]
     if missing:
         lines += [f"**{missing} runs of the manifest have not finished (or failed); their cells are missing.**", ""]
@@ -236,7 +283,7 @@ def render_summary(manifest: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.D
         lines.append(claims)
     for name, spec in manifest["specs"].items():
         chosen = search[search["experiment"] == name] if not search.empty else search
-        lines.append(experiment_section(name, spec, stats, diffs, chosen))
+        lines.append(experiment_section(name, spec, stats, diffs, chosen, manifest["preset"]))
     if figures:
         lines += ["## Figures", ""] + [f"![{f}](figures/{f})" for f in figures] + [""]
     return "\n".join(lines)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from explearn.methods.base import OptimHParams, label_loss
-from explearn.methods.rrr import RRR, RRRHParams, rrr_objective, rrr_penalty
+from explearn.methods.rrr import RRR, RRRHParams, rrr_forward, rrr_objective
 from explearn.methods.standard import Standard
 from explearn.methods.two_stage import (AlternationSchedule, TwoStage, TwoStageHParams, TwoStageNoMapping,
                                         alignment_target)
@@ -212,7 +212,7 @@ class StackedRRR(StackedMethod):
     """``RRR``: cross-entropy plus lam times the input-gradient penalty on the wrong reasons, by double backprop.
 
     The input gradient of the flattened batch comes from one ``autograd.grad`` of the summed log-probabilities of
-    all models (``rrr_penalty`` on the stacked model): sample i's gradient is that of its own model.
+    all models (``rrr_forward`` on the stacked model): sample i's gradient is that of its own model.
     """
 
     method_cls = RRR
@@ -222,9 +222,9 @@ class StackedRRR(StackedMethod):
         self.optimizer = self.make_optimizer(self.params, hparams.lr)
 
     def update(self, batch: StackedBatch) -> UpdateLogs:
-        x = batch.get("x")
-        ce = self.label_losses(batch)
-        penalty = batch.per_model(rrr_penalty(self.net, x, batch.get("wrong")))  # (S, B)
+        logits, penalty = rrr_forward(self.net, batch.get("x"), batch.get("wrong"))  # one forward, as ``RRR``
+        ce = per_model(label_loss, batch.per_model(logits), batch.per_model(batch.get("y")))  # (S,)
+        penalty = batch.per_model(penalty)  # (S, B)
         objective = functools.partial(rrr_objective, lam=self.hparams.lam)
         loss, penalty = per_model(objective, ce, penalty, batch.per_model(batch.get("has_wrong")))
         norm = self.optimizer.minimize(loss.sum())

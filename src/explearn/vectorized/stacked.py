@@ -5,7 +5,7 @@ A stacked model is a copy of one of the S models whose ``Linear`` and ``Conv2d``
 that hold the stacked parameters and apply model i's weights to rows i * B to (i + 1) * B of their input (S * B,
 ...). Every other module must act on each sample alone (ReLU, max-pooling, flattening; ``stacking_problem``
 checks), so the models' own forward code, the mapping layers' included, runs unchanged on the stacked batch, and
-so does code written for one model's batch: ``input_gradients`` and ``rrr_penalty`` (sample i's gradient is that
+so does code written for one model's batch: ``input_gradients`` and ``rrr_forward`` (sample i's gradient is that
 of its own model, since the models share nothing), the alignment losses, ``parameters_of``.
 
 Why not ``torch.vmap`` over ``torch.func.functional_call``: vmap turns a convolution with stacked weights into

@@ -16,7 +16,6 @@ there; with cuDNN's default TF32 convolutions, which round grouped and single co
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict
 from typing import Any, Mapping, Sequence
@@ -34,7 +33,7 @@ from explearn.metrics import minority_class
 from explearn.models import MODELS, check_model
 from explearn.models.base import eval_mode
 from explearn.train import (TrainConfig, TrainResult, _build_model, _device, _examples, _final_metrics, _progress,
-                            _record, _scores)
+                            _record, _scores, batch_bounds, check_finite)
 from explearn.vectorized.methods import STACKED_METHODS, StackedBatch, StackedMethod, UpdateLogs
 from explearn.vectorized.stacked import model_state, repeat_for_models, stack_models, stacking_problem
 
@@ -151,7 +150,7 @@ def _train_together(data_list: list[Splits], cfgs: list[TrainConfig], dev: torch
     method_cls = METHODS.get(cfg0.method)
     hp = from_dict(method_cls.HParams, cfg0.hparams, f"method {cfg0.method!r}")
     distinct, which = _distinct(data_list)
-    batches_per_epoch = math.ceil(len(data_list[0].train) / cfg0.batch_size)
+    batches_per_epoch = len(batch_bounds(len(data_list[0].train), cfg0.batch_size))
     algos: list[Method] = []
     model_configs: list[dict[str, Any]] = []
     for cfg, data in zip(cfgs, data_list):
@@ -194,7 +193,7 @@ class _Fit:
     """The epoch loop of ``train._fit`` for S models: shuffle per model, step, evaluate, select per model."""
 
     def __init__(self, stepper: StackedMethod, distinct: list[Splits], which: list[int], seeds: list[int],
-                 dev: torch.device, cfg: TrainConfig, minority: list[int]) -> None:
+                 dev: torch.device, cfg: TrainConfig, minority: list[int | None]) -> None:
         self.stepper, self.seeds, self.cfg, self.minority = stepper, seeds, cfg, minority
         self.n = len(seeds)
         self.net = stepper.net
@@ -236,6 +235,8 @@ class _Fit:
             tic = time.perf_counter()
             logs = self._run_epoch(orders)
             train_seconds += time.perf_counter() - tic
+            for i in range(self.n):
+                check_finite(logs[i], [p[i] for p in params.values()], epoch, cfg, self.seeds[i])
             scores = self._evaluate()
             improved = []
             for i in range(self.n):
@@ -260,11 +261,10 @@ class _Fit:
         """One pass over each model's shuffled training data (``train._run_epoch``); each model's mean logs."""
         perm = torch.stack([torch.randperm(self.n_train, generator=g) for g in orders]) + self.offset  # (S, N)
         perm_dev = perm.to(self.train["x"].device)
-        size = self.cfg.batch_size
         updates: list[UpdateLogs] = []
-        for start in range(0, self.n_train, size):
-            idx = perm_dev[:, start:start + size].flatten()  # (S * B,): model-major
-            has_right = self.has_right[perm[:, start:start + size]]  # (S, B) on the CPU
+        for start, stop in batch_bounds(self.n_train, self.cfg.batch_size):
+            idx = perm_dev[:, start:stop].flatten()  # (S * B,): model-major
+            has_right = self.has_right[perm[:, start:stop]]  # (S, B) on the CPU
             batch = StackedBatch(self.train, idx, self.n, has_right.any(1), bool(has_right.all()))
             updates.append(self.stepper.update(batch))
         updates.append(self.stepper.end_epoch())

@@ -1,0 +1,122 @@
+"""Where a command may write, checked before any work: no explearn command writes over one of its inputs or over
+a file it did not make, and none trains for minutes and then finds that it cannot save.
+
+The rules (README, "From the shell"): the destination's folder is created and a probe file is created and deleted
+in it; an output path that is (or, through a link, resolves to) an input is refused; an existing file at an output
+path is replaced only when it is what the same command writes (``ours``), anything else is an error asking to
+remove it or to choose another name; an output folder must not be, hold or lie inside a folder the inputs are read
+from (folders of images are read with their subfolders).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+from explearn.errors import ConfigError
+
+#: tells whether an existing file is one the command itself writes (and so may replace)
+Ours = Callable[[Path], bool]
+
+
+def check_output_file(path: str | Path, option: str, *, ours: Ours, what: str,
+                      inputs: Iterable[str | Path] = ()) -> Path:
+    """Check that the file ``path`` can be written now: its folder is created, a file can be made in it, it is not
+    a folder, not one of ``inputs``, and no file is there unless ``ours(path)`` says the command wrote it.
+
+    Args:
+        path: the file the command will write.
+        option: the option as the user typed it (``--out``), for messages.
+        ours: whether an existing file at ``path`` was written by this command (it is then replaced).
+        what: what the command writes there, for messages ("an explearn checkpoint").
+        inputs: files the command reads; none of them may be ``path``.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        ConfigError: naming ``option`` and ``path``, saying what is wrong and what to do.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path}: is a folder; give the name of a file to write ({what})")
+    _refuse_inputs([path], option, inputs)
+    if (path.exists() or path.is_symlink()) and not _is_ours(path, ours):
+        raise ConfigError(f"{option} {path}: a file of that name exists and is not {what}; explearn does not "
+                          "replace files it did not write: remove it or choose another name")
+    probe_folder(path.parent, option)
+    return path
+
+
+def check_output_folder(folder: str | Path, option: str, *, input_folders: Iterable[str | Path] = (),
+                        targets: Iterable[Path] = (), ours: Ours | None = None, what: str = "",
+                        inputs: Iterable[str | Path] = ()) -> Path:
+    """Check that ``folder`` can receive a command's files now: it is (or is created as) a folder, a file can be
+    made in it, and it neither is, holds nor lies inside one of ``input_folders`` (resolved paths: links count), so writing
+    there cannot replace an input or mix outputs with them. The ``targets`` to be written in it must not be
+    ``inputs`` or folders, nor exist unless ``ours`` says the command wrote them; every clash is reported at once.
+
+    Raises:
+        ConfigError: naming ``option`` and ``folder`` (one line per clashing file).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{option} {folder}: is a file, not a folder; give a folder to write into")
+    here = folder.resolve()
+    for source in dict.fromkeys(Path(f).resolve() for f in input_folders):
+        if source == here or here in source.parents or source in here.parents:
+            where = "is" if source == here else "holds" if here in source.parents else "is inside"
+            raise ConfigError(f"{option} {folder}: {where} the folder the inputs are read from ({source}); writing "
+                              "there could replace or mix with your images and masks (folders of images are read "
+                              "with their subfolders, so a later run would take the outputs for inputs): choose a "
+                              "folder outside them, e.g. a new folder beside your data")
+    targets = list(targets)
+    _refuse_inputs(targets, option, inputs)
+    clashes = [t for t in targets if t.is_dir() or ((t.exists() or t.is_symlink()) and not _is_ours(t, ours))]
+    if clashes:
+        raise ConfigError(f"{option} {folder}: {len(clashes)} file(s) there would be replaced that are not {what}; "
+                          "explearn does not replace files it did not write: remove them or choose another folder:"
+                          "\n  " + "\n  ".join(map(str, clashes)))
+    probe_folder(folder, option)
+    return folder
+
+
+def probe_folder(folder: str | Path, option: str) -> Path:
+    """Create ``folder`` (and its parents) and create and delete a file in it, so that a destination that cannot be
+    written is found before any work rather than after it.
+
+    Raises:
+        ConfigError: naming ``option``, the folder and the operating system's reason.
+    """
+    folder = Path(folder)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"{option}: cannot write into {folder}: {existing} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".explearn-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:  # PermissionError, NotADirectoryError, FileExistsError, a read-only file system ...
+        reason = err.strerror or type(err).__name__
+        raise ConfigError(f"{option}: cannot write into {folder or '.'} ({reason}); choose a place you can write to"
+                          ) from None
+    return folder
+
+
+def _refuse_inputs(targets: list[Path], option: str, inputs: Iterable[str | Path]) -> None:
+    sources = {Path(p).resolve(): Path(p) for p in inputs}
+    for target in targets:
+        source = sources.get(target.resolve())
+        if source is not None:
+            raise ConfigError(f"{option}: would write {target}, which is the input {source}; explearn never writes "
+                              "over its inputs: choose another name or folder")
+
+
+def _is_ours(path: Path, ours: Ours | None) -> bool:
+    try:
+        return ours is not None and path.is_file() and ours(path)
+    except (OSError, ValueError):  # unreadable or undecodable: not a file this command wrote
+        return False

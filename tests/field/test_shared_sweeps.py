@@ -1,0 +1,303 @@
+"""Sweeps that share a run folder or lose their parent (issue 12, item 9): two launches on one folder split the runs
+and each says what it trained and what it reused; a launch that dies leaves its runs to the other; the local worker
+processes of a SIGKILLed sweep exit with it."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from explearn.sweep import RunSpec, RunStore, SweepOutcome, run_sweep
+
+TINY = {"n_train": 16, "n_val": 4, "n_test": 8, "image_size": 16}
+# the runs the helper scripts below build too: the same specs give the same run ids in every process
+RUNS = """
+from explearn.sweep import RunSpec
+
+def tiny_run(seed):
+    return RunSpec.create("triangles", {"n_train": 16, "n_val": 4, "n_test": 8, "image_size": 16}, seed, "standard",
+                          {}, "small_cnn", {}, seed, epochs=1, curves="val")
+"""
+
+
+def tiny_run(seed: int) -> RunSpec:
+    return RunSpec.create("triangles", TINY, seed, "standard", {}, "small_cnn", {}, seed, epochs=1, curves="val")
+
+
+def script(folder: Path, name: str, body: str) -> Path:
+    path = folder / name
+    path.write_text(RUNS + body)
+    return path
+
+
+def python(path: Path, *args: str, **options) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, str(path), *map(str, args)], env=env, text=True,
+                            start_new_session=True, **options)
+
+
+# --- two launches on one folder -----------------------------------------------------------------------------------
+
+SPEC = """
+dataset = "triangles"
+methods = ["standard", "two_stage"]
+seeds = 4
+epochs = 1
+data = { n_train = 16, n_val = 4, n_test = 8, image_size = 16 }
+"""
+
+# `explearn reproduce`, started once the file `go` exists, so that both launches begin at the same moment; it says
+# when it is ready (imports done). The guard: spawned worker processes import this file again.
+LAUNCH = """
+import os, sys, time
+from pathlib import Path
+from explearn.cli import main
+
+if __name__ == "__main__":
+    go = Path(sys.argv[1])
+    (go.parent / f"ready-{os.getpid()}").touch()
+    while not go.exists():
+        time.sleep(0.01)
+    sys.exit(main(sys.argv[2:]))
+"""
+
+SUMMARY = re.compile(r"(\d+) runs trained, (\d+) reused(?: \((\d+) by another launch\))?, (\d+) failed")
+
+
+def test_two_reproduce_launches_on_one_folder_train_each_run_once(tmp_path):
+    """Issue 12 item 9: two `reproduce` launches on one --out both trained every run ("82 runs trained, 0 reused"
+    twice). Now the 8 runs (2 methods x 4 seeds, no search) are split: each is trained by exactly one launch, and
+    each launch counts the other's runs as reused, by another launch."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "tiny.toml").write_text(SPEC)
+    out, go = tmp_path / "report", tmp_path / "go"
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(LAUNCH)
+    args = ["reproduce", specs, "--preset", "smoke", "--out", out, "--workers", "1"]
+    procs = [python(launcher, go, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("ready-*"))) < 2:  # both have imported explearn
+            assert time.monotonic() < deadline and all(proc.poll() is None for proc in procs), "a launch failed"
+            time.sleep(0.05)
+        go.touch()
+        outputs = [proc.communicate(timeout=240) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    counts = []
+    for proc, (stdout, stderr) in zip(procs, outputs):
+        assert proc.returncode == 0, stderr
+        trained, reused, by_other, failed = (int(g or 0) for g in SUMMARY.search(stdout).groups())
+        assert failed == 0 and trained + reused == 8
+        assert by_other == reused  # nothing was finished before: every reused run was the other launch's
+        counts.append(trained)
+    assert sum(counts) == 8, counts  # each run trained once in all (without claims: 16)
+    assert min(counts) >= 1, counts  # and both took a share
+    assert len(list((out / "runs").glob("*/done"))) == 8
+    assert json.loads((out / "manifest.json").read_text())["timing"]["trained"] in counts
+    assert not list(out.glob("*.tmp"))
+
+
+# --- a launch that holds runs: finished, failed, or killed --------------------------------------------------------
+
+# claims the runs of the given seeds in FOLDER, prints "held", then waits for FOLDER/../go and, with "settle",
+# stores the first run's record and the second's error and lets go; it stays alive until killed
+HOLD = """
+import sys, time
+from pathlib import Path
+from explearn.sweep import RunStore, execute_group
+
+store, mode, seeds = RunStore(sys.argv[1]), sys.argv[2], [int(s) for s in sys.argv[3:]]
+runs = [tiny_run(s) for s in seeds]
+claims = [store.claim(run.run_id) for run in runs]
+assert all(claims), "the runs should be free"
+print("held", flush=True)
+go = store.root.parent / "go"
+while mode == "settle" and not go.exists():
+    time.sleep(0.01)
+if mode == "settle":
+    (run_id, record, error), = execute_group(runs[:1])
+    store.save_record(runs[0], record)
+    store.save_error(runs[1], "Traceback (most recent call last):\\nRuntimeError: injected in the other launch\\n")
+    for claim in claims:
+        claim.release()
+time.sleep(600)
+"""
+
+
+def hold(tmp_path: Path, mode: str, *seeds: int) -> subprocess.Popen:
+    """A process that claims the runs of ``seeds`` in ``tmp_path/runs`` (returns once they are claimed)."""
+    holder = python(script(tmp_path, "hold.py", HOLD), tmp_path / "runs", mode, *seeds, stdout=subprocess.PIPE)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_a_claim_whose_launch_was_killed_is_taken_over(tmp_path):
+    """Issue 12 item 9: a run claimed by a launch that is SIGKILLed is trained by the launch still running (the OS
+    drops the dead process's lock), after this one trained its own runs and said whom it waits for."""
+    store = RunStore(tmp_path / "runs")
+    held, free = tiny_run(0), tiny_run(1)
+    holder = hold(tmp_path, "keep", 0)
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if line.startswith("waiting for"):
+            holder.send_signal(signal.SIGKILL)  # the other launch dies while this one waits for it
+            holder.wait()
+
+    try:
+        outcome = run_sweep([held, free], store, workers=0, log=log)
+    finally:
+        stop(holder)
+    assert outcome.trained == [free.run_id, held.run_id]  # its own run first, then the dead launch's
+    assert not outcome.skipped and not outcome.by_other and not outcome.failed
+    assert store.is_done(held.run_id) and store.is_done(free.run_id)
+    host_pid = f"pid {holder.pid} on "
+    assert lines[0].startswith(f"waiting for 1 runs that another launch on {store.root} is training ({host_pid}")
+    assert lines[1].startswith(f"taking over 1 runs claimed by a launch that stopped ({host_pid}")
+    assert len(lines) == 2
+    assert outcome.describe() == "2 runs trained, 0 reused, 0 failed"
+
+
+def test_runs_another_launch_finishes_or_fails_are_not_trained_again(tmp_path):
+    """Issue 12 item 9: runs another live launch holds are waited for, not trained: one it finishes counts as
+    reused by another launch, one it fails counts as failed here too (the next launch retries it)."""
+    store = RunStore(tmp_path / "runs")
+    finished, failed, free = tiny_run(0), tiny_run(1), tiny_run(2)
+    holder = hold(tmp_path, "settle", 0, 1)
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        (tmp_path / "go").touch()  # the other launch stores its results once this one waits
+
+    try:
+        outcome = run_sweep([finished, failed, free], store, workers=0, log=log)
+        assert holder.poll() is None  # settled by a live launch, not taken over from a dead one
+    finally:
+        stop(holder)
+    assert outcome.trained == [free.run_id]
+    assert outcome.skipped == outcome.by_other == [finished.run_id]
+    assert list(outcome.failed) == [failed.run_id]
+    assert outcome.failed[failed.run_id].startswith(f"failed in another launch (pid {holder.pid} on ")
+    assert "RuntimeError: injected in the other launch" in outcome.failed[failed.run_id]
+    assert not store.is_done(failed.run_id)
+    assert len(lines) == 1 and lines[0].startswith("waiting for 2 runs")
+    assert outcome.describe() == "1 runs trained, 1 reused (1 by another launch), 1 failed"
+
+
+def test_a_claim_names_its_holder_and_dies_with_it(tmp_path):
+    """Issue 12 item 9: the claim file names the holding process; a second claim fails while it lives, and the
+    lock is free again once it is SIGKILLed (no stale claim, no clean-up needed)."""
+    store = RunStore(tmp_path / "runs")
+    run_id = tiny_run(0).run_id
+    holder = hold(tmp_path, "keep", 0)
+    try:
+        assert store.claim(run_id) is None
+        assert re.fullmatch(rf"pid {holder.pid} on .+ since \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d",
+                            store.claim_holder(run_id))
+    finally:
+        stop(holder)
+    claim = store.claim(run_id)
+    assert claim is not None
+    assert store.claim_holder(run_id).startswith(f"pid {os.getpid()} on ")
+    claim.release()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_without_file_locks_the_sweep_says_so_and_trains_everything(tmp_path, monkeypatch):
+    """Issue 12 item 9: on a filesystem without file locks (flock answers ENOSYS or ENOLCK, as some NFS, SMB and
+    FUSE mounts do) runs cannot be claimed: the sweep says so once and trains every run, as before claims."""
+    import fcntl
+
+    def no_flock(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    runs = [tiny_run(0), tiny_run(1)]
+    lines: list[str] = []
+    outcome = run_sweep(runs, RunStore(tmp_path), workers=0, log=lines.append)
+    assert sorted(outcome.trained) == sorted(r.run_id for r in runs) and not outcome.failed
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{tmp_path} has no file locks ({os.strerror(errno.ENOLCK)}): runs are not claimed")
+
+
+def test_outcomes_merge_and_describe():
+    """Issue 12 item 9: the summary line of `reproduce`; the parenthesis only when another launch finished runs."""
+    search = SweepOutcome(["a", "b"], ["c"], {}, [])
+    evaluation = SweepOutcome(["d"], ["e", "f"], {"g": "Traceback"}, ["f"])
+    both = search.merge(evaluation)
+    assert both == SweepOutcome(["a", "b", "d"], ["c", "e", "f"], {"g": "Traceback"}, ["f"])
+    assert both.describe() == "3 runs trained, 3 reused (1 by another launch), 1 failed"
+    assert search.describe() == "2 runs trained, 1 reused, 0 failed"
+
+
+# --- workers of a killed sweep ------------------------------------------------------------------------------------
+
+SLOW_SWEEP = """
+import sys
+from explearn.sweep import RunSpec, RunStore, run_sweep
+
+SLOW = {"n_train": 256, "n_val": 8, "n_test": 8, "image_size": 32}  # about half a second per epoch
+if __name__ == "__main__":
+    runs = [RunSpec.create("triangles", SLOW, s, "standard", {}, "small_cnn", {}, s, epochs=200, curves="val")
+            for s in range(2)]
+    run_sweep(runs, RunStore(sys.argv[1]), workers=2)
+"""
+
+
+def exited(process: psutil.Process) -> bool:
+    """Whether a process has ended: gone, or a zombie (it holds no memory; init reaps it when it gets to it)."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_workers_exit_when_the_sweep_is_killed(tmp_path):
+    """Issue 12 item 9: after SIGKILL of the launching process, its worker processes (about 350 MB each) lived on,
+    re-parented. Now each exits within seconds, even in the middle of training a run."""
+    sweep = python(script(tmp_path, "sweep.py", SLOW_SWEEP), tmp_path / "runs")
+    try:
+        parent = psutil.Process(sweep.pid)
+        deadline = time.monotonic() + 120
+        while True:  # until both workers have trained a while (their imports take about 2 s of CPU)
+            workers = [p for p in parent.children() if "resource_tracker" not in " ".join(p.cmdline())]
+            if len(workers) == 2 and all(sum(p.cpu_times()[:2]) > 5 for p in workers):
+                break
+            assert time.monotonic() < deadline, "the workers did not start training"
+            time.sleep(0.2)
+        children = parent.children(recursive=True)  # the workers and multiprocessing's resource tracker
+        sweep.send_signal(signal.SIGKILL)
+        sweep.wait()
+        start = time.monotonic()
+        while time.monotonic() - start < 3 and not all(map(exited, children)):
+            time.sleep(0.01)
+        assert all(map(exited, children)), [p.cmdline() for p in children if not exited(p)]
+        print(f"the workers exited {time.monotonic() - start:.2f} s after their parent")
+    finally:
+        try:  # nothing of this test outlives it, even if it failed: the workers share the sweep's process group
+            os.killpg(sweep.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        sweep.wait()
