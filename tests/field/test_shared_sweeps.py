@@ -108,7 +108,7 @@ def test_two_reproduce_launches_on_one_folder_train_each_run_once(tmp_path):
     assert min(counts) >= 1, counts  # and both took a share
     assert len(list((out / "runs").glob("*/done"))) == 8
     assert json.loads((out / "manifest.json").read_text())["timing"]["trained"] in counts
-    assert not list(out.glob("*.tmp"))
+    assert not list(out.glob(".*")) and not list(out.glob("runs/*/.*"))  # no temporary of an atomic write left
 
 
 # --- a launch that holds runs: finished, failed, or killed --------------------------------------------------------
