@@ -208,6 +208,9 @@ def _rebuild(path: Path, meta: Mapping[str, Any], model: nn.Module | None, backb
     from explearn.models.mapping import IdentityMapping
 
     spec = meta["model"]
+    if backbone is not None and spec.get("name") != "backbone":
+        raise CheckpointError(f"{path}: this checkpoint holds the registered model {spec.get('name')!r}, not a network "
+                              f"built by --backbone; leave --backbone {backbone} out")
     if model is not None:
         net = model
     elif spec.get("name") == "backbone":

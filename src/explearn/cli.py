@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import os
 import sys
 from typing import Sequence
 
 from explearn.config import check_seed, fields_help, parse_assignments
 from explearn.errors import ConfigError, DataError
+from explearn.files import atomic_write
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -18,6 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.run(args)
+    except BrokenPipeError:  # `explearn predict ... | head`: the reader left; no message, as other Unix tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit flush does not fail again
+        return 1
     except (ConfigError, DataError, OSError) as err:  # OSError: a path the user gave (missing, a folder, no access)
         print(f"explearn: error: {err}", file=sys.stderr)
         return 2
@@ -270,7 +276,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.out:
         check_output_folder(args.out, "--out", targets=[Path(args.out) / "result.json"],
                             ours=_json_with("config", "metrics"), what="a result.json written by `explearn train`")
-    data = load(args.dataset, seed=args.data_seed, **parse_assignments(args.data, "--data"))
+    data = load(args.dataset, seed=args.data_seed, **_data_options(args.data, {"seed": "--data-seed N"}))
     result = train(data, args.method, args.seed, model=args.model, **_training_options(args))
     m = result.metrics
     print(f"{args.method} on {args.dataset} (data seed {args.data_seed}, run seed {args.seed}), "
@@ -296,7 +302,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if Path(args.data_dir).is_file():
         raise ConfigError(f"DATA_DIR {args.data_dir}: is a file, not a folder; give the dataset folder (it holds "
                           "labels.csv, images/ and masks/)")
-    options = parse_assignments(args.data, "--data")
+    options = _data_options(args.data, {"seed": "--data-seed N", "root": "the DATA_DIR argument"})
     if args.image_size:
         options["image_size"] = _image_size(args.image_size)
     if args.backbone_output is not None and args.backbone is None:
@@ -329,7 +335,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(f"  {split:5s} acc {m[f'{split}/acc']:.3f}  balanced_acc {m[f'{split}/balanced_acc']:.3f}  "
               f"align {m[f'{split}/align']:.3f}  " + "  ".join(
                   f"recall[{name}] {m[f'{split}/acc_class{k}']:.3f}" for k, name in enumerate(data.train.class_names)))
-    print(f"  {m['time/total_s']:.1f} s in all on {result.config['device']}")
+    print(f"  {m['time/total_s']:.2f} s in all on {result.config['device']}")
     print(f"wrote {save_result(args.out, result, data, spec)}")
     return 0
 
@@ -363,8 +369,6 @@ def _image_size(text: str) -> list[int]:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from explearn.checkpoint import load_checkpoint
     from explearn.inference import image_files, predict_images, predictions_csv
     from explearn.outputs import check_output_file
@@ -372,11 +376,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint, backbone=args.backbone)
     files = image_files(args.images)
     if args.out:
-        check_output_file(args.out, "--out", ours=_text_starting("image,label,"),
+        check_output_file(args.out, "--out", ours=_predictions_csv,
                           what="a CSV of predictions written by `explearn predict`", inputs=[*files, args.checkpoint])
     text = predictions_csv(predict_images(ckpt, files), ckpt.class_names)
     if args.out:
-        Path(args.out).write_text(text)
+        atomic_write(args.out, text)
         print(f"wrote {args.out}")
     else:
         sys.stdout.write(text)
@@ -393,7 +397,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         raise ConfigError(f"--masks {args.masks}: " + ("is a file, not a folder of masks" if Path(args.masks).exists()
                                                        else "folder not found"))
     ckpt = load_checkpoint(args.checkpoint, backbone=args.backbone)
-    records = explain_images(ckpt, image_files(args.images), args.out, args.masks, args.attribution, option="--out")
+    records = explain_images(ckpt, image_files(args.images), args.out, args.masks, args.attribution, option="--out",
+                             read_folders=[p for p in args.images if Path(p).is_dir()])
     out = Path(args.out)
     for r in records:
         inside = f", attribution in mask {r['mass_in_mask']:.2f}" if r["mask"] else ", no mask"
@@ -413,6 +418,24 @@ def _json_with(*keys: str):
         return isinstance(data, dict) and all(k in data for k in keys)
 
     return ours
+
+
+def _data_options(items: list[str] | None, elsewhere: dict[str, str]) -> dict[str, str]:
+    """``--data KEY=VALUE`` options, refusing the keys that a command takes another way (``elsewhere``: key -> how,
+    e.g. the data seed as ``--data-seed N``)."""
+    options = parse_assignments(items, "--data")
+    for key, how in elsewhere.items():
+        if key in options:
+            raise ConfigError(f"--data {key}={options[key]}: give it as {how}, not as a dataset option")
+    return options
+
+
+def _predictions_csv(path) -> bool:
+    """Whether a file is a CSV that ``explearn predict`` wrote: the header ``image,label`` followed by nothing but
+    ``prob_<class>`` columns (a dataset's ``labels.csv``, even with more columns, is not)."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        header = next(csv.reader(fh), [])
+    return header[:2] == ["image", "label"] and len(header) > 2 and all(c.startswith("prob_") for c in header[2:])
 
 
 def _text_starting(prefix: str):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import os
+import unicodedata
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
@@ -15,8 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from explearn.checkpoint import Checkpoint
-from explearn.datasets.images import IMAGE_EXTENSIONS, list_images, open_image
+from explearn.datasets.images import (IMAGE_EXTENSIONS, MAX_STRETCH, aspect_off, list_images, mask_format_problem,
+                                      open_image, orientation_note)
 from explearn.errors import DataError
+from explearn.files import atomic_path
 
 Attribution = Literal["input_gradient", "gradcam"]
 
@@ -33,9 +36,9 @@ class Prediction:
 def image_files(paths: Iterable[str | Path]) -> list[Path]:
     """The image files named by ``paths``: folders expanded to their images, subfolders included, as the folder
     dataset reads them (sorted; hidden files and folders skipped; symbolic links followed), except the ``masks``
-    folder of a dataset layout (a folder holding both ``images/`` and ``masks/``). Each path keeps the folder as
-    given (``photos/a/x.jpg``), so names are unambiguous. Other paths are kept as given (a missing or unreadable
-    file is reported, with every other one, when the images are read).
+    folder of a dataset layout (a ``masks`` folder beside an ``images`` folder, at any depth). Each path keeps the
+    folder as given (``photos/a/x.jpg``), so names are unambiguous. Other paths are kept as given (a missing or
+    unreadable file is reported, with every other one, when the images are read).
 
     Raises:
         DataError: a folder without images, or an empty list.
@@ -43,8 +46,7 @@ def image_files(paths: Iterable[str | Path]) -> list[Path]:
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            layout = (p / "images").is_dir() and (p / "masks").is_dir()
-            found = [p / f for f in list_images(p) if not (layout and f.startswith("masks/"))]
+            found = [p / f for f in list_images(p) if not _in_layout_masks(p, f)]
             if not found:
                 raise DataError(f"{p}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)}), in it or its "
                                 "subfolders")
@@ -56,22 +58,43 @@ def image_files(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
+def _in_layout_masks(folder: Path, rel: str) -> bool:
+    """Whether the file ``folder/rel`` lies in a ``masks`` folder that has an ``images`` folder beside it."""
+    parts = rel.split("/")
+    return any(part == "masks" and folder.joinpath(*parts[:i], "images").is_dir() for i, part in enumerate(parts[:-1]))
+
+
 def load_inputs(ckpt: Checkpoint, files: Sequence[Path]) -> torch.Tensor:
-    """Read and preprocess ``files`` exactly as the training data were; every unreadable or wrongly sized file is
-    reported at once. Shape: -> (N, C, H, W)."""
+    """Read and preprocess ``files`` as the training data were; every unreadable or unusable file is reported at
+    once.
+
+    A model trained at the files' own size (no ``image_size``) takes other sizes as ``fit`` takes images of mixed
+    sizes: stretched to the training size when their aspect ratio is within ``MAX_STRETCH`` of it (crop models:
+    centre-cropped), else refused (sizes are upright, after any EXIF orientation).
+
+    Shape: -> (N, C, H, W).
+    """
     pre = _preprocess(ckpt)
+    h, w = ckpt.input_shape[1:]
     images, problems = [], []
     for f in files:
         try:
-            x = pre.image(f)
+            img = open_image(f)
         except DataError as err:
             problems.append(str(err))
             continue
-        if tuple(x.shape) != tuple(ckpt.input_shape):
-            problems.append(f"{f}: preprocessed to shape {tuple(x.shape)}, the model takes {tuple(ckpt.input_shape)} "
-                            "(the model was trained without resizing; resize the image to the training size)")
-            continue
-        images.append(x)
+        this = pre
+        if pre.size is None and img.size != (w, h):
+            if pre.fit == "stretch" and aspect_off(img.size, (w, h)) > MAX_STRETCH:
+                problems.append(f"{f}: {img.size[0]}x{img.size[1]} pixels (width x height){orientation_note(img)}, "
+                                f"the model was trained on {w}x{h}; stretching it would change its aspect ratio by "
+                                f"more than {MAX_STRETCH:.0%}: crop or resize it to the training shape")
+                continue
+            this = replace(pre, size=(h, w))
+        try:
+            images.append(pre.normalize(this.raw_image_from(img)))
+        except DataError as err:
+            problems.append(f"{f}: {err}")
     if problems:
         raise DataError(f"{len(problems)} image(s) cannot be used:\n  " + "\n  ".join(problems))
     return torch.stack(images)
@@ -117,31 +140,63 @@ def attribution_maps(ckpt: Checkpoint, x: torch.Tensor, kind: Attribution = "inp
 
 
 def find_masks(files: Sequence[Path], masks_dir: Path | None) -> list[Path | None]:
-    """The mask of each image, None where there is none, by the folder layout's rule (``load_folder``): the mask
-    of ``images/sub/x.jpg`` is ``masks/sub/x.png``.
+    """The mask of each image, None where there is none, paired as the folder dataset pairs them: by path without
+    extension, below the masks folder as the image lies below its images folder (``images/sub/x.jpg`` ->
+    ``masks/sub/x.png``), names compared after Unicode NFC normalisation, the ``.png`` in any case.
 
-    Without ``masks_dir``: for the nearest folder A above the image whose parent holds a ``masks`` folder,
-    ``A/../masks/<the image's path below A>.png`` (``data/images/x.jpg`` -> ``data/masks/x.png``,
-    ``data/images/sub/x.jpg`` -> ``data/masks/sub/x.png``). With ``masks_dir``: ``masks_dir/<the image's path
-    below the deepest folder holding every image>.png``, as the overlays are named (``overlay_names``), so images
-    of the same name in two folders never share a mask.
+    Without ``masks_dir``: the ``masks`` folder beside the nearest folder A above the image (A is the images
+    folder of a dataset layout, ``dataset_layout``). With ``masks_dir``: the mask whose path below ``masks_dir``
+    is the longest tail of the image's path that has one (``photos/x/a0.jpg`` -> ``masks_dir/x/a0.png`` before
+    ``masks_dir/a0.png``).
+
+    Raises:
+        DataError: two images would take the same mask (``a/x.jpg`` and ``b/x.jpg`` with only ``masks_dir/x.png``,
+            or ``x.jpg`` beside ``x.png``), naming them: which one it belongs to cannot be known.
     """
-    if masks_dir is not None:
-        return [_file_or_none(masks_dir / r.with_suffix(".png")) for r in _relative_to_common(files)]
-    return [_layout_mask(Path(os.path.abspath(f))) for f in files]
+    indexes: dict[Path, dict[str, Path]] = {}
+
+    def index(folder: Path) -> dict[str, Path]:  # NFC path without extension -> mask file, per masks folder
+        if folder not in indexes:
+            indexes[folder] = {_key(Path(rel).with_suffix("")): folder / rel for rel in list_images(folder)
+                               if rel.lower().endswith(".png")}
+        return indexes[folder]
+
+    out = []
+    for f in map(lambda p: Path(os.path.abspath(p)), files):
+        found = None
+        if masks_dir is not None:
+            tails = [f.relative_to(a) for a in f.parents if a != a.parent]  # shortest first: a0.jpg, x/a0.jpg, ...
+            found = next((index(masks_dir)[k] for k in (_key(t.with_suffix("")) for t in reversed(tails))
+                          if k in index(masks_dir)), None)
+        elif (layout := dataset_layout(f)) is not None:
+            images, masks = layout
+            found = index(masks).get(_key(f.relative_to(images).with_suffix("")))
+        out.append(found)
+    claims: dict[Path, set[Path]] = {}
+    for f, mask in zip(files, out):
+        if mask is not None:
+            claims.setdefault(mask, set()).add(Path(os.path.abspath(f)))
+    shared = {mask: sorted(images) for mask, images in claims.items() if len(images) > 1}
+    if shared:
+        lines = [f"{mask}: the mask of {' and '.join(map(str, images))}?" for mask, images in shared.items()]
+        raise DataError(f"{len(shared)} mask(s) would serve several images, so which image each belongs to cannot be "
+                        "known (masks are found by path without extension); give each image its own mask, in the "
+                        "subfolders the images are in, or rename the images:\n  " + "\n  ".join(lines))
+    return out
 
 
-def _layout_mask(image: Path) -> Path | None:
+def dataset_layout(image: Path) -> tuple[Path, Path] | None:
+    """(images folder, masks folder) of the dataset layout an image lies in: the nearest folder A above it whose
+    parent also holds a ``masks`` folder (A is usually ``images/``); None outside a layout."""
+    image = Path(os.path.abspath(image))
     for folder in image.parents:
-        if folder.parent == folder:
-            break
-        if (folder.parent / "masks").is_dir():
-            return _file_or_none(folder.parent / "masks" / image.relative_to(folder).with_suffix(".png"))
+        if folder.parent != folder and (folder.parent / "masks").is_dir() and folder.name != "masks":
+            return folder, folder.parent / "masks"
     return None
 
 
-def _file_or_none(path: Path) -> Path | None:
-    return path if path.is_file() else None
+def _key(path: Path) -> str:
+    return unicodedata.normalize("NFC", path.as_posix())
 
 
 def _relative_to_common(files: Sequence[Path]) -> list[Path]:
@@ -157,17 +212,21 @@ EXPLANATION_FIELDS = ("image", "label", "probability", "overlay", "mask", "mass_
 
 
 def explain_images(ckpt: Checkpoint, files: Sequence[Path], out_dir: str | Path, masks_dir: str | Path | None = None,
-                   kind: Attribution = "input_gradient", option: str = "out_dir") -> list[dict]:
+                   kind: Attribution = "input_gradient", option: str = "out_dir",
+                   read_folders: Sequence[str | Path] = ()) -> list[dict]:
     """Write one overlay PNG per image into ``out_dir`` (named by ``overlay_names``): the image, and the attribution
-    of the predicted class over it, with the mask outlined when one is found; and ``out_dir/explanations.csv`` with
-    one row per image.
+    of the predicted class over it, with the mask outlined when one is found (``find_masks``); and
+    ``out_dir/explanations.csv`` with one row per image.
 
-    Before any image is read, the destination is checked (``outputs.check_output_folder``): ``out_dir`` must not be,
-    nor hold, a folder of the images or masks; an existing file may only be replaced when it is an overlay listed
-    in the ``explanations.csv`` of an earlier run there (or that table itself).
+    Before anything is written, the destination is checked (``outputs.check_output_folder``: ``out_dir`` must not
+    be, hold or lie inside a folder the images are read from, nor be or hold the folder of an image or mask; an
+    existing file may only be replaced when it is an overlay listed in the ``explanations.csv`` of an earlier run
+    there, or that table itself), and every image and mask is read and checked: a mask must have its image's size
+    (upright, after any EXIF orientation), as in training.
 
     Args:
         option: how the caller names ``out_dir`` in messages (the CLI: ``--out``).
+        read_folders: the folders the images were found in (read with their subfolders, ``image_files``).
 
     Returns:
         One record per image (the CSV's rows): the image as given, predicted label and probability, the overlay's
@@ -176,7 +235,8 @@ def explain_images(ckpt: Checkpoint, files: Sequence[Path], out_dir: str | Path,
 
     Raises:
         ConfigError: a destination that cannot be written or would replace an input or a file explain did not write.
-        DataError: a ``masks_dir`` that is not a folder; unreadable images.
+        DataError: a ``masks_dir`` that is not a folder; unreadable images or masks, masks of another size than
+            their image (all reported at once).
     """
     from explearn.explain.attribution import mask_mass_share
     from explearn.outputs import check_output_folder
@@ -191,16 +251,19 @@ def explain_images(ckpt: Checkpoint, files: Sequence[Path], out_dir: str | Path,
     owned = _earlier_outputs(out)
     check_output_folder(out, option, input_folders=[*(f.parent for f in files), *(m.parent for m in mask_paths if m),
                                                     *([masks] if masks else [])],
+                        read_folders=[*read_folders, *([masks] if masks else []),
+                                      *(p for f in files if (layout := dataset_layout(f)) for p in layout)],
                         targets=[out / n for n in dict.fromkeys([*names, Path(EXPLANATIONS_CSV)])],
                         ours=lambda t: t.resolve() in owned, what="overlays of an earlier `explain` run there",
                         inputs=[*files, *(m for m in mask_paths if m)])
     x = load_inputs(ckpt, files)
+    mask_values = _read_masks(pre, files, mask_paths, tuple(x.shape[2:]))
     probs = probabilities(ckpt, x)
     attributions = torch.cat([attribution_maps(ckpt, x[i:i + 64], kind) for i in range(0, len(x), 64)])
     records = []
-    for f, name, mask_path, xi, p, attribution in zip(files, names, mask_paths, x, probs, attributions):
+    for f, name, mask_path, mask, xi, p, attribution in zip(files, names, mask_paths, mask_values, x, probs,
+                                                             attributions):
         k = int(p.argmax())
-        mask = pre.mask(mask_path, _file_size(f))[0] if mask_path is not None else None
         share = float(mask_mass_share(attribution[None, None], mask[None, None])[0]) if mask is not None else float("nan")
         title = f"{f.name}: {ckpt.class_names[k]} ({float(p[k]):.2f})"
         if mask is not None:
@@ -209,11 +272,51 @@ def explain_images(ckpt: Checkpoint, files: Sequence[Path], out_dir: str | Path,
         save_overlay(out / name, pre.denormalize(xi).clamp(0, 1), attribution, mask, title, kind)
         records.append({"image": str(f), "label": ckpt.class_names[k], "probability": float(p[k]),
                         "overlay": name.as_posix(), "mask": str(mask_path) if mask_path else "", "mass_in_mask": share})
-    with open(out / EXPLANATIONS_CSV, "w", newline="") as fh:
+    with atomic_path(out / EXPLANATIONS_CSV) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=EXPLANATION_FIELDS)
         writer.writeheader()
         writer.writerows(records)
     return records
+
+
+def _read_masks(pre, files: Sequence[Path], mask_paths: Sequence[Path | None],
+                size: tuple[int, int]) -> list[torch.Tensor | None]:
+    """Each image's mask (None without one) at the model's input size (H, W), read by the training rules; every
+    unreadable mask, and every mask whose size differs from its image's, reported at once.
+
+    Raises:
+        DataError: one line per problem. Shape: each mask (H, W).
+    """
+    out, problems = [], []
+    for f, path in zip(files, mask_paths):
+        if path is None:
+            out.append(None)
+            continue
+        try:
+            img, mask_img = open_image(f), open_image(path)
+        except DataError as err:
+            problems.append(str(err))
+            out.append(None)
+            continue
+        if (problem := mask_format_problem(mask_img)):
+            problems.append(f"{path}: {problem}")
+            out.append(None)
+            continue
+        if mask_img.size != img.size:
+            (mw, mh), (w, h) = mask_img.size, img.size
+            problems.append(f"{path}: mask is {mw}x{mh} pixels (width x height), its image {f} is {w}x{h}"
+                            f"{orientation_note(img)}; a mask must have its image's size")
+            out.append(None)
+            continue
+        this = pre if pre.size is not None else replace(pre, size=size)
+        try:
+            out.append(this.mask_from(mask_img, img.size)[0])
+        except DataError as err:
+            problems.append(f"{path}: {err}")
+            out.append(None)
+    if problems:
+        raise DataError(f"{len(problems)} mask(s) cannot be used:\n  " + "\n  ".join(problems))
+    return out
 
 
 def overlay_names(files: Sequence[Path]) -> list[Path]:
@@ -257,8 +360,3 @@ def _preprocess(ckpt: Checkpoint):
         raise DataError("this checkpoint was not trained on image files (no preprocessing stored), so it cannot "
                         "read images; train it with `explearn fit DATA_DIR` or on a folder dataset")
     return Preprocess.from_dict(ckpt.preprocess)
-
-
-def _file_size(path: Path) -> tuple[int, int]:
-    """(W, H) of the image upright, as ``Preprocess.image`` reads it (EXIF orientation applied)."""
-    return open_image(path).size

@@ -4,8 +4,8 @@ a file it did not make, and none trains for minutes and then finds that it canno
 The rules (README, "From the shell"): the destination's folder is created and a probe file is created and deleted
 in it; an output path that is (or, through a link, resolves to) an input is refused; an existing file at an output
 path is replaced only when it is what the same command writes (``ours``), anything else is an error asking to
-remove it or to choose another name; an output folder must not be, hold or lie inside a folder the inputs are read
-from (folders of images are read with their subfolders).
+remove it or to choose another name; an output folder must not be or hold a folder the inputs are read from, nor
+lie inside a folder that is read with its subfolders.
 """
 
 from __future__ import annotations
@@ -51,12 +51,13 @@ def check_output_file(path: str | Path, option: str, *, ours: Ours, what: str,
 
 
 def check_output_folder(folder: str | Path, option: str, *, input_folders: Iterable[str | Path] = (),
-                        targets: Iterable[Path] = (), ours: Ours | None = None, what: str = "",
-                        inputs: Iterable[str | Path] = ()) -> Path:
+                        read_folders: Iterable[str | Path] = (), targets: Iterable[Path] = (),
+                        ours: Ours | None = None, what: str = "", inputs: Iterable[str | Path] = ()) -> Path:
     """Check that ``folder`` can receive a command's files now: it is (or is created as) a folder, a file can be
-    made in it, and it neither is, holds nor lies inside one of ``input_folders`` (resolved paths: links count), so writing
-    there cannot replace an input or mix outputs with them. The ``targets`` to be written in it must not be
-    ``inputs`` or folders, nor exist unless ``ours`` says the command wrote them; every clash is reported at once.
+    made in it, and it neither is nor holds one of ``input_folders`` (the folders of the input files) nor is, holds
+    or lies inside one of ``read_folders`` (folders read with their subfolders, where outputs would be taken for
+    inputs next time); resolved paths, so links count. The ``targets`` to be written in it must not be ``inputs``
+    or folders, nor exist unless ``ours`` says the command wrote them; every clash is reported at once.
 
     Raises:
         ConfigError: naming ``option`` and ``folder`` (one line per clashing file).
@@ -65,13 +66,15 @@ def check_output_folder(folder: str | Path, option: str, *, input_folders: Itera
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{option} {folder}: is a file, not a folder; give a folder to write into")
     here = folder.resolve()
-    for source in dict.fromkeys(Path(f).resolve() for f in input_folders):
-        if source == here or here in source.parents or source in here.parents:
+    read = {Path(f).resolve() for f in read_folders}
+    for source in dict.fromkeys([*(Path(f).resolve() for f in input_folders), *read]):
+        inside = source in read and source in here.parents
+        if source == here or here in source.parents or inside:
             where = "is" if source == here else "holds" if here in source.parents else "is inside"
-            raise ConfigError(f"{option} {folder}: {where} the folder the inputs are read from ({source}); writing "
-                              "there could replace or mix with your images and masks (folders of images are read "
-                              "with their subfolders, so a later run would take the outputs for inputs): choose a "
-                              "folder outside them, e.g. a new folder beside your data")
+            why = ("it is read with its subfolders, so a later run would take the outputs for inputs" if inside else
+                   "writing there could replace or mix with your images and masks")
+            raise ConfigError(f"{option} {folder}: {where} the folder the inputs are read from ({source}); {why}: "
+                              "choose a folder outside it")
     targets = list(targets)
     _refuse_inputs(targets, option, inputs)
     clashes = [t for t in targets if t.is_dir() or ((t.exists() or t.is_symlink()) and not _is_ours(t, ours))]

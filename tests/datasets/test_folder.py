@@ -296,10 +296,10 @@ PROBLEMS = {
                                  ["images differ in size", "9 are 20x16; 18x16: images/dog4.png",
                                   "differs by more than 10%", "--data fit=crop", "--image-size HxW"]),
     "non-png mask": (lambda r: solid("cat").save(r / "masks" / "cat4.jpg"), ["masks/cat4.jpg: masks must be PNG"]),
-    "ambiguous name": (lambda r: (solid("cat").save(r / "images" / "cat0.bmp"),
-                                  write_csv(r, [{**x, "image": "cat0" if x["image"] == "cat0.png" else x["image"]}
+    "ambiguous name": (lambda r: (solid("cat").save(r / "images" / "cat4.bmp"),  # cat4 has no mask to share
+                                  write_csv(r, [{**x, "image": "cat4" if x["image"] == "cat4.png" else x["image"]}
                                                 for x in rows_of(r)])),
-                       ["labels.csv line 2: image 'cat0' matches several files (cat0.bmp, cat0.png)"]),
+                       ["labels.csv line 6: image 'cat4' matches several files (cat4.bmp, cat4.png)"]),
     "class absent from training": (lambda r: _add_split(r, lambda x: "test" if x["label"] == "dog" else
                                                         ("val", "test", "train")[int(x["image"][3]) % 3]),
                                    ["class 'dog' has no image in the training split (5 in all)"]),
@@ -322,7 +322,8 @@ def test_each_problem_is_reported_with_its_file(folder, case):
 def test_unknown_label_with_classes(folder):
     message = problems(folder, classes=("cat", "cow"))
     assert "labels.csv line 7: label 'dog' is not one of the classes cat, cow" in message
-    assert "class 'cow' has no image in the training split (0 in all)" in message
+    assert ("class 'cow' has no image at all: no row has the label 'cow'; add images of it, or leave it out of the "
+            "classes option") in message  # issue 12: not "in the training split", which sent users to val_fraction
     assert message.startswith("6 problems")
 
 

@@ -377,3 +377,36 @@ def test_a_learning_rate_that_diverges_stops_with_a_message(capsys):
     code = main(["train", "--hp", "lr=1e308", "--data", "n_train=16", "--data", "n_val=8", "--data", "n_test=8",
                  "--data", "image_size=16", "--epochs", "1", "--quiet"])
     assert code == 2 and "training diverged in epoch 1" in capsys.readouterr().err
+
+
+def test_options_given_twice_in_different_places(tmp_path, capsys):
+    # found by a newcomer: `fit --data root=X` and `--data seed=1` ended in a TypeError traceback
+    for argv in (["fit", str(tmp_path), "--data", "root=x"], ["fit", str(tmp_path), "--data", "seed=1"],
+                 ["train", "--data", "seed=1"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "give it as" in err and "Traceback" not in err
+
+
+def test_a_backbone_function_that_fails_is_named_with_its_error(tmp_path, monkeypatch, capsys):
+    (tmp_path / "bad_nets.py").write_text("def noargs():\n    return None\n\ndef broken(n):\n    raise OSError('weights.pt missing')\n")
+    (tmp_path / "syntax_nets.py").write_text("def build(n)\n    return None\n")
+    monkeypatch.chdir(tmp_path)
+    from explearn.models.factory import backbone_model
+
+    with pytest.raises(ConfigError, match=r"calling noargs\(n_classes=2\) raised TypeError: .*takes 0 positional"):
+        backbone_model("bad_nets:noargs", 2, "x", (1, 8, 8))
+    with pytest.raises(ConfigError, match=r"raised OSError: weights.pt missing \(bad_nets.py, line 5\)"):
+        backbone_model("bad_nets:broken", 2, "x", (1, 8, 8))
+    with pytest.raises(ConfigError, match=r"importing module 'syntax_nets' raised SyntaxError: .*syntax_nets.py, line 1"):
+        backbone_model("syntax_nets:build", 2, "x", (1, 8, 8))
+
+
+def test_backbone_for_a_registered_model_checkpoint_is_refused(tmp_path, capsys):
+    # found by a newcomer: --backbone was silently ignored when the checkpoint holds a registered model
+    from explearn.checkpoint import save_checkpoint
+
+    path = save_checkpoint(tmp_path / "m.pt", small_cnn((1, 16, 16), 2), input_shape=(1, 16, 16),
+                           class_names=["a", "b"], model_spec={"name": "small_cnn", "options": {}})
+    with pytest.raises(CheckpointError, match="holds the registered model 'small_cnn'.*leave --backbone x:y out"):
+        load_checkpoint(path, backbone="x:y")

@@ -86,6 +86,7 @@ def test_ph2_real_sizes_load_without_image_size(ph2_dir):
     """Issue 12 item 3's example: PH2's 256-wide images are 191, 192 or 193 pixels high."""
     report = inspect_folder(ph2_dir, label_column="label_name")
     assert report.problems == []
+    assert len(report.warnings) == 1  # issue 12 item 10: no real lesion mask is "mostly reason" (largest: 98.3 %)
     assert report.warnings[0].startswith("images differ in size (width x height): ")
     assert "256x191" in report.warnings[0] and "256x193" in report.warnings[0]
     assert set(report.mask_rules.values()) == {"1-bit, two levels 0 and 1: 1 = reason"}
@@ -265,3 +266,153 @@ def test_labels_from_one_are_refused():
 def test_explicit_n_classes_with_a_missing_class_warns():
     with pytest.warns(UserWarning, match=r"class 2 of n_classes=3 has no training sample"):
         Splits(_ds([0, 1, 0, 1], 3), _ds([0, 1, 2], 3), _ds([2], 3))
+
+
+# --- the newcomer's findings (issue 12, items 5, 6, 8, 9 of the second round) ----------------------------------
+
+
+def test_the_same_number_written_differently_is_a_problem(tmp_path):
+    """Issue 12 item 5 (newcomer): "1" and "1.0" (pandas writes float columns so) or "01" silently made two
+    classes. A problem names each spelling with its rows, like case variants."""
+    root = make_folder(tmp_path / "d", n=9, split=False)
+    relabel(root, ["1", "1.0", "01", "2", "2", "2", "1", "2.0", "1"])
+    assert check_folder(root)[:2] == [  # then: classes '01', '1.0', '2.0' too small to split
+        "labels.csv: labels '01' (1 row: line 4) and '1' (3 rows: lines 2, 8, 10) and '1.0' (1 row: line 3) are the "
+        "same number written differently, so they would be separate classes; write each class one way (or list them "
+        "in --data classes=A,B,... to keep them apart on purpose)",
+        "labels.csv: labels '2' (3 rows: lines 5, 6, 7) and '2.0' (1 row: line 9) are the same number written "
+        "differently, so they would be separate classes; write each class one way (or list them in --data "
+        "classes=A,B,... to keep them apart on purpose)"]
+    assert check_folder(root, classes=("1", "2"))[0] == (
+        "labels.csv line 3: label '1.0' is not one of the classes 1, 2 (did you mean '1'? labels are compared "
+        "exactly, as written)")
+
+
+def test_integer_labels_are_ordered_by_value(tmp_path):
+    """Issue 12 item 5: when every label is an integer, class 2 comes before class 10 (as text, '10' < '2')."""
+    root = make_folder(tmp_path / "d", n=9, split=False)
+    relabel(root, ["10", "2", "-1"] * 3)
+    assert load(root).train.class_names == ("-1", "2", "10")
+    relabel(root, ["10", "2", "b"] * 3)  # not all integers: text order
+    assert load(root).train.class_names == ("10", "2", "b")
+
+
+def test_images_differing_only_in_extension_cannot_share_a_mask(tmp_path):
+    """Issue 12 item 6 (newcomer): a0.png (class a) and a0.jpg (class b) both took masks/img0.png, silently."""
+    root = make_folder(tmp_path / "d")
+    Image.fromarray(image(9)).save(root / "images" / "img0.jpg")
+    write_csv(root, [{"image": f"img{k}.png", "label": "ab"[k % 2],
+                      "split": ("train", "train", "val", "val", "test", "test")[k]} for k in range(6)]
+              + [{"image": "img0.jpg", "label": "b", "split": "train"}])
+    assert check_folder(root) == [
+        "masks/img0.png: would be the mask of images/img0.jpg and images/img0.png (masks are named by the image's "
+        "name without extension, so it cannot tell them apart); rename one of the images (and its mask, if it has "
+        "one)"]
+
+
+def write_text(root: Path, text: str, encoding: str = "utf-8") -> None:
+    (root / "labels.csv").write_bytes(text.encode(encoding))
+
+
+SPLIT = ("train", "train", "val", "val", "test", "test")
+ROWS = "".join(f"img{k}{{d}}{'ab'[k % 2]}{{d}}{SPLIT[k]}\n" for k in range(6))  # str.format(d=delimiter)
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_semicolon_and_tab_delimited_csvs_are_read(tmp_path, delimiter):
+    """Issue 12 item 8 (newcomer): a ;- or tab-delimited CSV (spreadsheets in many languages; "Unicode text") was
+    "no column 'image' (columns found: image;label)". The delimiter that finds the columns is used."""
+    root = make_folder(tmp_path / "d")
+    write_text(root, f"image{delimiter}label{delimiter}split\n" + ROWS.format(d=delimiter))
+    splits = load(root)
+    assert splits.info["files"]["train"] == ["img0.png", "img1.png"] and splits.train.y.tolist() == [0, 1]
+
+
+def test_excel_sep_line_names_the_delimiter_and_lines_stay_physical(tmp_path):
+    """A first line "sep=;" (Excel) names the delimiter; problems still name the file's own line numbers."""
+    root = make_folder(tmp_path / "d")
+    write_text(root, "sep=;\nimage;label;split\n" + ROWS.format(d=";") + "ghost;a;train\n")
+    assert check_folder(root) == ["labels.csv line 9: image 'ghost' not found in images/ (a label without an image)"]
+
+
+def test_utf16_csv_with_a_bom_is_read_and_latin1_is_a_problem(tmp_path):
+    """A UTF-16 CSV (Excel's "Unicode text": tab-delimited, with a byte-order mark) is read; Latin-1 text is a
+    problem naming the line and byte, and how to re-save it."""
+    root = make_folder(tmp_path / "d")
+    write_text(root, "\ufeffimage\tlabel\tsplit\n" + ROWS.format(d="\t").replace("\tb\t", "\tbé\t"), "utf-16-le")
+    assert load(root).train.class_names == ("a", "bé")
+    write_text(root, "image,label,split\n" + ROWS.format(d=",").replace(",b,", ",bé,"), "latin-1")
+    assert check_folder(root) == ["labels.csv: cannot be read: line 3 holds the byte 0xe9, not UTF-8 (Latin-1 or "
+                                  "Windows-1252 text?); re-save it as UTF-8 (in a spreadsheet: \"CSV UTF-8\")"]
+    write_text(root, "image,label,split\n" + ROWS.format(d=","), "utf-16-le")  # no byte-order mark
+    assert check_folder(root) == ["labels.csv: holds NUL bytes, so it is not UTF-8 text (UTF-16 without a "
+                                  "byte-order mark?); re-save it as UTF-8 (in a spreadsheet: \"CSV UTF-8\")"]
+
+
+def test_missing_columns_say_what_to_do(tmp_path):
+    """Issue 12 item 8: a header "Image,Label" hints the case and the option; other names the option."""
+    root = make_folder(tmp_path / "d")
+    write_text(root, "Image;Label\n" + "".join(f"img{k};{'ab'[k % 2]}\n" for k in range(6)))
+    assert check_folder(root) == [
+        "labels.csv: no column 'image', 'label' (columns found: Image, Label); column names are case-sensitive: did "
+        "you mean 'Image', 'Label'? Rename the column, or set --data image_column=Image (image_column=\"Image\" in "
+        "Python) and set --data label_column=Label (label_column=\"Label\" in Python)"]
+    write_text(root, "file|label\n" + "".join(f"img{k}|{'ab'[k % 2]}\n" for k in range(6)))
+    assert check_folder(root) == [
+        "labels.csv: no column 'image', 'label' (columns found: file|label; one column: the delimiter is read as "
+        "comma, semicolon or tab, whichever finds the columns); rename the column, or name it: set --data "
+        "image_column=NAME (image_column=\"NAME\" in Python) and set --data label_column=NAME "
+        "(label_column=\"NAME\" in Python)"]
+
+
+def test_names_that_match_no_image_say_what_was_meant(tmp_path):
+    """Issue 12 item 8 (newcomer): a path relative to the dataset folder, another extension, a hidden file and a
+    file type not read were all plain "not found"; each now says what it found."""
+    root = make_folder(tmp_path / "d")
+    os.rename(root / "images" / "img2.png", root / "images" / ".img2.png")
+    os.rename(root / "masks" / "img2.png", root / "masks" / ".img2.png")
+    Image.fromarray(image(3)).save(root / "images" / "img3.gif")
+    (root / "images" / "img3.png").unlink()
+    (root / "masks" / "img3.png").unlink()
+    names = ["images/img0.png", "img1.jpg", ".img2.png", "img3.gif", "img4", "img5"]
+    write_csv(root, [{"image": n, "label": "ab"[k % 2], "split": ("train", "train", "val", "val", "test",
+                                                                   "test")[k]} for k, n in enumerate(names)])
+    assert check_folder(root) == [
+        "labels.csv line 2: image 'images/img0.png' not found in images/ (a label without an image); paths are "
+        "relative to images/: write 'img0.png'",
+        "labels.csv line 3: image 'img1.jpg' not found in images/ (a label without an image); images/ has img1.png "
+        "(another extension): did you mean it?",
+        "labels.csv line 4: image '.img2.png' not found in images/ (a label without an image); .img2.png exists, but "
+        "hidden files and folders (names starting with '.') are skipped: rename it",
+        "labels.csv line 5: image 'img3.gif' not found in images/ (a label without an image); img3.gif exists, but "
+        "files ending .gif are not read as images (read: .png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp)",
+        "images/img0.png: no row of labels.csv names this image (an image without a label)",
+        "images/img1.png: no row of labels.csv names this image (an image without a label)",
+        "the train split is empty: no row of labels.csv has split=train",
+        "the val split is empty: no row of labels.csv has split=val"]
+
+
+def test_a_class_without_any_image_says_so(tmp_path):
+    """Issue 12 item 8 (newcomer): classes=a,b,c without an image of c suggested lowering val_fraction."""
+    root = make_folder(tmp_path / "d", split=False)
+    assert check_folder(root, classes=("a", "b", "c")) == [
+        "class 'c' has no image at all: no row has the label 'c'; add images of it, or leave it out of the classes "
+        "option (--data classes=..., classes=(...) in Python)"]
+
+
+def test_folders_named_in_another_case_are_pointed_to(tmp_path):
+    """Issue 12 item 9 (newcomer): a folder Masks/ beside images/ was ignored without a word: a warning naming
+    the option. Images/ and Labels.csv: the problem names them too."""
+    root = make_folder(tmp_path / "d")
+    os.rename(root / "masks", root / "Masks")
+    assert check_folder(root, warnings=True) == [
+        "warning: no folder masks/, so no image has a mask; Masks/ exists, but folder names are case-sensitive: to "
+        "use it, set --data masks=Masks (masks=\"Masks\" in Python)"]
+    assert bool(load(root, masks="Masks").train.has_mask.all())
+    os.rename(root / "images", root / "Images")
+    os.rename(root / "labels.csv", root / "Labels.csv")
+    assert check_folder(root, masks="Masks") == [
+        "labels.csv: not found (expected a CSV with columns image, label and optionally split); Labels.csv exists, "
+        "but file names are case-sensitive: set --data labels=Labels.csv (labels=\"Labels.csv\" in Python)",
+        "images/: folder not found; Images/ exists, but folder names are case-sensitive: set --data images=Images "
+        "(images=\"Images\" in Python)"]

@@ -1,5 +1,7 @@
-"""Images read upright (issue 12, item 2): a phone photo stored sideways with an EXIF orientation tag is turned
-as viewers show it, in the folder loader, in ``Preprocess`` (predict, explain) and in every size message."""
+"""Images read as viewers show them (issue 12, item 2): a phone photo stored sideways with an EXIF orientation tag
+is turned as viewers show it, in the folder loader, in ``Preprocess`` (predict, explain) and in every size message;
+and (item 7 of the newcomer's findings) an image whose values lie outside its encoding's range is refused, not
+clipped to white."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from PIL import Image
 
 from explearn.datasets import Preprocess, check_folder, load_folder
 from explearn.datasets.images import open_image
-from explearn.inference import _file_size
+from explearn.errors import DataError
+
+from tests.field.image_folders import make_folder, write_csv
 
 # EXIF orientation -> how the stored pixels become the upright view (TIFF/EXIF 2.32, tag 0x0112), in numpy terms
 UPRIGHT = {
@@ -48,7 +52,7 @@ def test_every_orientation_is_read_upright(tmp_path, orientation):
     assert np.array_equal(np.asarray(open_image(path)), upright)
     x = Preprocess(channels="grey").raw_image(path)  # what predict and explain read
     assert torch.equal(x[0], torch.from_numpy(upright.astype(np.float32) / 255))
-    assert _file_size(path) == (upright.shape[1], upright.shape[0])  # explain's mask geometry
+    assert open_image(path).size == (upright.shape[1], upright.shape[0])  # explain's mask geometry
 
 
 def build(root, h, w, mask_view="upright", orientation=6, ext="jpg"):
@@ -100,3 +104,38 @@ def test_invalid_orientation_values_are_ignored(tmp_path):
         path = tmp_path / f"o{value}.png"
         save_with_orientation(path, stored_pixels(), value)
         assert np.array_equal(np.asarray(open_image(path)), stored_pixels())
+
+
+# --- values outside the encoding's range (issue 12, item 7 of the newcomer's findings) --------------------------
+
+
+def test_float_and_32_bit_images_outside_their_range_are_problems(tmp_path):
+    """A float ("F") TIFF holding 0..255 was clipped to white (99.6 % of pixels 1.0) without a word; a 32-bit
+    ("I") one beyond 65535 likewise. Each is a problem naming the file and the range, listed with the others."""
+    root = make_folder(tmp_path / "d")
+    ramp = np.arange(256, dtype=np.float32).reshape(16, 16)  # 0..255
+    Image.fromarray(ramp).save(root / "images" / "img0.tif")
+    Image.fromarray(np.full((16, 16), 70000, np.int32)).save(root / "images" / "img1.tif")
+    for k in (0, 1):
+        (root / "images" / f"img{k}.png").unlink()
+    splits = ("train", "train", "val", "val", "test", "test")
+    write_csv(root, [{"image": f"img{k}", "label": "ab"[k % 2], "split": splits[k]} for k in range(6)]
+              + [{"image": "ghost", "label": "a", "split": "train"}])  # and an unrelated problem
+    assert check_folder(root) == [
+        "labels.csv line 8: image 'ghost' not found in images/ (a label without an image)",
+        "images/img0.tif: values from 0 to 255, outside the range [0, 1] of a greyscale float image; clipping would "
+        "change them: scale the values to [0, 1], or save the image as 8- or 16-bit",
+        "images/img1.tif: values from 70000 to 70000, outside the range [0, 65535] of a greyscale 32-bit image; "
+        "clipping would change them: scale the values to [0, 65535], or save the image as 8- or 16-bit"]
+    with pytest.raises(DataError, match=r"^.*img0\.tif: values from 0 to 255, outside the range \[0, 1\]"):
+        Preprocess().image(root / "images" / "img0.tif")  # what predict reads
+
+
+def test_float_and_32_bit_images_inside_their_range_keep_their_values(tmp_path):
+    """Inside the range, nothing changes: value / full scale (1 for float, 65535 for 32-bit), exactly."""
+    path = tmp_path / "f.tif"
+    Image.fromarray(np.array([[0.0, 0.25, 1.0]], np.float32)).save(path)
+    assert Preprocess(channels="grey").raw_image(path)[0].tolist() == [[0.0, 0.25, 1.0]]
+    path = tmp_path / "i.tif"
+    Image.fromarray(np.array([[0, 13107, 65535]], np.int32)).save(path)
+    np.testing.assert_allclose(Preprocess(channels="grey").raw_image(path)[0].numpy(), [[0.0, 0.2, 1.0]], atol=1e-7)

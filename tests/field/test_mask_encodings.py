@@ -183,20 +183,28 @@ def test_empty_full_constant_and_faint_masks_are_warnings(tmp_path):
     low_byte = square().astype(np.uint16) * 200
     low_byte[0, 0] = 100
     Image.fromarray(low_byte).save(root / "masks" / "img4.png")                              # 8-bit values, 16-bit
+    ramp = np.zeros((16, 16), np.uint16)
+    ramp[4:12, 4:12] = np.arange(64, dtype=np.uint16).reshape(8, 8) * 4 + 3                  # 64 levels, 3..255
+    Image.fromarray(ramp).save(root / "masks" / "img5.png")                                  # soft, 8-bit in 16-bit
     assert check_folder(root) == []
     lines = check_folder(root, warnings=True)
+    # issue 12 item 2 (newcomer): a few faint levels (img3, img4) may be class indices; the message names each
+    # level and its value (1/255 = 0.004, 2/255 = 0.008; 100/65535 = 0.0015, 200/65535 = 0.0031); many faint
+    # levels (img5) are a faint soft mask
     assert lines == [
         "warning: masks/img0.png: no reason pixel: every value is 0 (an empty mask)",
         "warning: masks/img1.png: every pixel is a reason (a full mask)",
         "warning: masks/img2.png: every pixel has the same value, 1 of 65535: the mask marks no region",
-        "warning: masks/img3.png: no value reaches 10% of full scale (brightest 2 of 255): a faint soft mask; if its "
-        "values are class indices, name those that mark a reason (--data reason_values=1,2, or reason_values=(1, 2) "
+        "warning: masks/img3.png: levels 0, 1, 2: levels 1, 2 read as 0.004, 0.008 (almost no reason); if these are "
+        "class indices, name the reason values (--data reason_values=1,2, or reason_values=(1, 2) in Python)",
+        "warning: masks/img4.png: levels 0, 100, 200: levels 100, 200 read as 0.002, 0.003 (almost no reason); if "
+        "these are class indices, name the reason values (--data reason_values=100,200, or reason_values=(100, 200) "
         "in Python)",
-        "warning: masks/img4.png: no value reaches 10% of full scale (brightest 200 of 65535): a faint soft mask; if "
+        "warning: masks/img5.png: no value reaches 10% of full scale (brightest 255 of 65535): a faint soft mask; if "
         "its values are class indices, name those that mark a reason (--data reason_values=1,2, or "
         "reason_values=(1, 2) in Python)",
     ]
-    with pytest.warns(FolderWarning, match="5 warnings for folder dataset") as record:
+    with pytest.warns(FolderWarning, match="6 warnings for folder dataset") as record:
         splits = load(root)
     assert "masks/img0.png" in str(record[0].message) and splits.info["warnings"] == [x[9:] for x in lines]
     masks = all_masks(splits)
@@ -231,11 +239,15 @@ def test_values_outside_the_encoding_are_a_problem(tmp_path):
         Preprocess().mask(tiff)
 
 
-def test_reason_values_on_a_colour_mask_is_a_problem(tmp_path):
-    root = make_folder(tmp_path / "d", lambda p, m: Image.fromarray(np.stack([m * 255] * 3, -1)).save(f"{p}.png"))
+@pytest.mark.parametrize("channels, mode", [(3, "RGB"), (4, "RGBA")])
+def test_reason_values_on_a_colour_mask_is_a_problem(tmp_path, channels, mode):
+    """Issue 12 item 9 (newcomer): an RGBA mask was called "a RGB (colour) mask"; the message names the file's mode."""
+    root = make_folder(tmp_path / "d",
+                       lambda p, m: Image.fromarray(np.stack([m * 255] * channels, -1)).save(f"{p}.png"))
     problems = check_folder(root, reason_values=(1,))
-    assert len(problems) == 6 and problems[0].startswith("masks/img0.png: reason_values names palette indices or "
-                                                         "grey levels, but this is a RGB (colour) mask")
+    assert len(problems) == 6 and problems[0] == (
+        f"masks/img0.png: reason_values names palette indices or grey levels, but this is an {mode} (colour) mask; "
+        "save the masks as palette or greyscale PNGs, or leave reason_values unset")
 
 
 def test_explain_reads_masks_by_the_same_rule(tmp_path):
@@ -246,3 +258,157 @@ def test_explain_reads_masks_by_the_same_rule(tmp_path):
     assert float(Preprocess(reason_values=(1,)).mask(path).max()) == 0.0
     assert Preprocess.from_dict(Preprocess(reason_values=(1, 2)).to_dict()).reason_values == (1, 2)
     assert Preprocess.from_dict({"size": None}).reason_values is None  # checkpoints from before keep working
+
+
+# --- the newcomer's findings (issue 12, items 1-4, 10 of the second round) -------------------------------------
+
+
+def rgba_square(alpha_at=None) -> np.ndarray:
+    """An opaque black RGBA mask with the white square. Shape: (16, 16, 4) uint8."""
+    arr = np.zeros((16, 16, 4), np.uint8)
+    arr[..., :3] = square()[..., None] * 255
+    arr[..., 3] = 255
+    return arr
+
+
+COMPOSITE = "colour over black, brightest channel x alpha, two levels 0 and 255: 255 = reason"
+
+
+def test_opaque_mask_with_one_translucent_pixel_reads_its_colour(tmp_path):
+    """Issue 12 item 1 (newcomer): one background pixel at alpha 250 made alpha the mask (about 1.0 everywhere,
+    no warning). The colour varies where alpha > 0, so the colour over black is read: the exact square."""
+    def stray(p, m):
+        arr = rgba_square()
+        arr[0, 0, 3] = 250  # black at alpha 250: 0 over black
+        Image.fromarray(arr).save(f"{p}.png")
+
+    root = make_folder(tmp_path / "d", stray)
+    expect_square(load(root))
+    report = inspect_folder(root)
+    assert set(report.mask_rules.values()) == {COMPOSITE} and report.warnings == []
+    on_object = rgba_square()
+    on_object[5, 5, 3] = 250  # white at alpha 250: 250 / 255 over black
+    values = read_mask(Image.fromarray(on_object)).values
+    expected = square().astype(np.float32)
+    expected[5, 5] = np.float32(250 / 255)
+    np.testing.assert_allclose(values, expected, rtol=0, atol=1e-7)
+
+
+def test_transparent_frame_around_an_opaque_mask_is_not_a_reason(tmp_path):
+    """Issue 12 item 1 (newcomer): a 1-pixel transparent frame made 73 % of the background a reason."""
+    def framed(p, m):
+        arr = rgba_square()
+        arr[[0, -1], :, 3] = 0
+        arr[:, [0, -1], 3] = 0
+        arr[[0, -1], :, :3] = 255  # what colour a transparent pixel has does not matter
+        Image.fromarray(arr).save(f"{p}.png")
+
+    root = make_folder(tmp_path / "d", framed)
+    expect_square(load(root))
+    assert set(inspect_folder(root).mask_rules.values()) == {COMPOSITE}
+
+
+@pytest.mark.parametrize("colour, background", [((0, 0, 0), (255, 255, 255)), ((255, 0, 0), (0, 0, 0)),
+                                                ((255, 255, 255), (255, 255, 255))])
+def test_one_colour_shaped_by_opacity_is_read_by_alpha(colour, background):
+    """Issue 12 item 1: a black or red annotation on a transparent background, antialiased by alpha: alpha is
+    the mask whatever the colour (black is not "no reason" here), soft edges kept: alpha / 255."""
+    arr = np.zeros((1, 4, 4), np.uint8)
+    arr[0, :, :3] = colour
+    arr[0, 0, :3] = background  # the transparent pixel's colour is not looked at
+    arr[0, :, 3] = [0, 51, 128, 255]
+    reading = read_mask(Image.fromarray(arr))
+    np.testing.assert_allclose(reading.values, [[0.0, 0.2, 128 / 255, 1.0]], atol=1e-7)
+    assert reading.rule == "alpha (opacity) / 255"
+
+
+def test_soft_colour_and_alpha_compose_over_black():
+    """Colour and alpha both varying: max(R, G, B) x alpha / 255, by hand."""
+    arr = np.array([[[255, 0, 0, 51], [0, 0, 0, 255], [128, 64, 0, 255], [0, 200, 0, 0]]], np.uint8)
+    reading = read_mask(Image.fromarray(arr))
+    np.testing.assert_allclose(reading.values, [[0.2, 0.0, 128 / 255, 0.0]], atol=1e-7)
+    assert reading.rule == "colour over black, brightest channel x alpha / 255"
+
+
+def test_class_indices_with_a_void_border_are_a_warning(tmp_path):
+    """Issue 12 item 2 (newcomer): an L mask of class indices, object 1 and void border 255, read the object as
+    0.004 and the border as 1, without a word (the border reaches full scale, so "faint" did not fire)."""
+    def indices(p, m):
+        arr = m.copy()
+        arr[3, :] = 255  # the void border
+        Image.fromarray(arr).save(f"{p}.png")
+
+    root = make_folder(tmp_path / "d", indices)
+    with pytest.warns(FolderWarning, match="levels 0, 1, 255: level 1 reads as 0.004"):
+        m = all_masks(load(root))["img0.png"]
+    assert float(m[5, 5]) == pytest.approx(1 / 255) and float(m[3, 0]) == 1.0
+    lines = check_folder(root, warnings=True)
+    assert lines == ["warning: masks/img0.png, masks/img1.png, masks/img2.png, masks/img3.png, masks/img4.png, "
+                     "masks/img5.png: levels 0, 1, 255: level 1 reads as 0.004 (almost no reason); if these are "
+                     "class indices, name the reason values (--data reason_values=1, or reason_values=(1,) in "
+                     "Python)"]
+    expect_square(load(root, reason_values=(1,)))  # the way out it names
+    assert check_folder(root, warnings=True, reason_values=(1,)) == []
+
+
+def test_many_levels_or_bright_levels_are_soft_masks_without_a_warning():
+    """The class-index warning needs few levels (at most 8), one of them faint (below 10 % of full scale)."""
+    bright = np.array([[0, 128, 255]], np.uint8)  # 0, 0.5, 1: a soft mask
+    assert read_mask(Image.fromarray(bright)).concerns == ()
+    many = np.array([[0, 1, 2, 3, 4, 5, 6, 7, 8, 255]], np.uint8)  # 10 levels: a soft ramp
+    assert read_mask(Image.fromarray(many)).concerns == ()
+    float_levels = np.array([[0.0, 0.001, 1.0]], np.float32)  # float files hold no class indices
+    assert read_mask(Image.fromarray(float_levels)).concerns == ()
+
+
+@pytest.mark.parametrize("make", [lambda rgb: rgb.quantize(2),
+                                  lambda rgb: rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=2)])
+def test_optimised_palette_with_red_at_index_0_is_read_by_colour(tmp_path, make):
+    """Issue 12 item 3 (newcomer): Pillow's optimiser puts the red annotation at index 0, black at 1; by index the
+    mask was inverted. Index 0 is not the darkest colour, so this is no label map: its colours are read."""
+    def optimised(p, m):
+        rgb = np.zeros((16, 16, 3), np.uint8)
+        rgb[m.astype(bool)] = (255, 0, 0)
+        img = make(Image.fromarray(rgb))
+        assert img.getpalette()[:6] == [255, 0, 0, 0, 0, 0]  # the case as the newcomer found it
+        img.save(f"{p}.png")
+
+    root = make_folder(tmp_path / "d", optimised)
+    expect_square(load(root))
+    assert set(inspect_folder(root).mask_rules.values()) == {
+        "palette colours, brightest channel, two levels 0 and 255: 255 = reason"}
+
+
+def test_palette_colours_keep_soft_levels():
+    """A palette that is no label map is read as a colour file: brightest channel / 255."""
+    index = np.array([[0, 1, 2]], np.uint8)
+    reading = read_mask(palette_image(index, [255, 0, 0, 0, 0, 0, 0, 0, 51]))  # red, black, dark blue
+    np.testing.assert_allclose(reading.values, [[1.0, 0.0, 0.2]], atol=1e-7)
+    voc = read_mask(palette_image(index, VOC[:9]))  # black at index 0: a label map, by index
+    assert voc.values.tolist() == [[0.0, 1.0, 1.0]] and voc.rule == "palette: index > 0 = reason"
+
+
+@pytest.mark.parametrize("fmt, why", [("JPEG", "JPEG is lossy: it blurs a mask's edges into grey levels"),
+                                      ("BMP", "masks are PNG files")])
+def test_mask_data_that_is_not_png_is_a_problem(tmp_path, fmt, why):
+    """Issue 12 item 4 (newcomer): JPEG data in a file named .png was read as a soft mask of 19 levels; the
+    check looked at the name only. The decoded format decides."""
+    root = make_folder(tmp_path / "d")
+    Image.fromarray(square() * 255).save(root / "masks" / "img2.png", format=fmt)
+    assert check_folder(root) == [f"masks/img2.png: holds {fmt} data, not PNG, whatever its name says ({why}); save "
+                                  "the mask as a PNG file"]
+
+
+def test_mostly_reason_masks_are_a_warning(tmp_path):
+    """Issue 12 item 10: an inverted mask (white background, black object) is mostly reason. Threshold 0.99:
+    the largest PH2 lesion mask covers 98.3 % of its image (README), so a 98 % mask is fine."""
+    root = make_folder(tmp_path / "d")
+    inverted = np.full((16, 16), 255, np.uint8)
+    inverted[7:9, 7] = 0  # 2 of 256 pixels: mean 254 / 256 = 0.9921875
+    Image.fromarray(inverted).save(root / "masks" / "img0.png")
+    large = np.full((16, 16), 255, np.uint8)
+    large[0, :5] = 0  # 5 of 256: mean 0.98, like PH2's largest lesions
+    Image.fromarray(large).save(root / "masks" / "img1.png")
+    assert check_folder(root, warnings=True) == [
+        "warning: masks/img0.png: mostly reason: the mask's mean value is 0.9921 (above 0.99): an inverted mask? "
+        "Masks mark the reason in white (or > 0) on a black (0) background; invert it if its object is black"]

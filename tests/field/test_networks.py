@@ -13,7 +13,7 @@ from explearn.errors import ConfigError
 from explearn.explain.gradcam import grad_cam
 from explearn.losses.alignment import AlignmentLoss
 from explearn.methods.two_stage import alignment_target, mapped_features
-from explearn.models import ExplainableNet, from_backbone, from_parts, run_parts
+from explearn.models import ExplainableNet, from_backbone, run_parts
 from explearn.models.mapping import make_mapping
 
 SHAPE = (1, 8, 8)
@@ -255,3 +255,47 @@ def test_fit_and_predict_a_network_with_several_outputs(tmp_path, monkeypatch, c
     assert len(capsys.readouterr().out.strip().splitlines()) == 13
     assert main(["fit", str(root), "--backbone-output", "logits"]) == 2
     assert "--backbone-output goes with --backbone" in capsys.readouterr().err
+
+
+class MNISTStyle(nn.Module):
+    """PyTorch's MNIST example: functional dropout whose flag is the module's mode, and an auxiliary output in
+    train mode only, both read from ``self.training`` in forward (torch.fx fixes it when it traces)."""
+
+    def __init__(self, aux: bool = False) -> None:
+        super().__init__()
+        self.aux = aux
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.layer1 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.layer1(F.relu(self.conv1(x)))
+        x = F.dropout(x, 0.5, training=self.training)
+        logits = self.fc(x.mean((2, 3)))
+        if self.aux and self.training:
+            return logits, logits * 0
+        return logits
+
+
+def test_code_that_reads_the_training_flag_keeps_both_modes():
+    # found by a newcomer: the split network kept dropout on in eval mode, so predictions were random
+    torch.manual_seed(0)
+    net = MNISTStyle()
+    model = from_backbone(net, "layer1", SHAPE)
+    x = torch.randn(3, *SHAPE)
+    model.eval()
+    net.eval()
+    assert torch.equal(model(x), net(x)) and torch.equal(model(x), model(x))
+    model.train()
+    torch.manual_seed(1)
+    a = model(x)
+    torch.manual_seed(1)
+    net.train()
+    assert torch.equal(a, net(x)) and not torch.equal(model(x), model(x))  # dropout on in train mode only
+    assert len(model.state_dict()) == len(net.state_dict()) + 2  # each weight once, plus the mapping layer's two
+    # the tuple appears in train mode only, and the message says so
+    with pytest.raises(ConfigError, match=r"returns a tuple of 2 .* in train mode"):
+        from_backbone(MNISTStyle(aux=True), "layer1", SHAPE)
+    data = datasets.triangles(n_train=12, seed=0, n_val=8, n_test=8, image_size=16, n_classes=4)
+    train(data, "two_stage", 0, model=from_backbone(MNISTStyle(aux=True), "layer1", (1, 16, 16), output=0),
+          epochs=1, batch_size=4, quiet=True)

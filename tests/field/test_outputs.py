@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 import shutil
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,10 @@ import pytest
 from PIL import Image
 
 from explearn.cli import main
+from explearn.errors import DataError
 from explearn.inference import overlay_names
 
-from tests.field.image_folders import image, make_folder
+from tests.field.image_folders import image, make_folder, square
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +255,11 @@ def test_predict_replaces_only_its_own_csv(fitted, data, tmp_path, capsys):
     assert main(["predict", str(fitted[1]), str(data / "images"), "--out", str(other)]) == 2
     assert "is not a CSV of predictions" in capsys.readouterr().err
     assert other.read_text() == "patient,age\n1,40\n"
+    # a newcomer's case: another dataset's labels.csv has an image,label,... header too, and was overwritten
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,label,split\na0.png,a,train\n")
+    assert main(["predict", str(fitted[1]), str(data / "images"), "--out", str(labels)]) == 2
+    assert labels.read_text() == "image,label,split\na0.png,a,train\n"
     mine = tmp_path / "pred.csv"
     assert main(["predict", str(fitted[1]), str(data / "images" / "img0.png"), "--out", str(mine)]) == 0
     assert main(["predict", str(fitted[1]), str(data / "images"), "--out", str(mine)]) == 0
@@ -311,6 +318,69 @@ def test_masks_of_images_in_subfolders_follow_the_folder_layout(tmp_path):
     given = tmp_path / "given"
     (given / "a").mkdir(parents=True)
     (given / "a/x.png").write_bytes(b"")
-    (given / "x.png").write_bytes(b"")  # the stem alone would match every x: not used for nested images
-    assert find_masks(files[1:3], given) == [given / "a/x.png", None]
+    (given / "x.png").write_bytes(b"")
+    # the longest tail of the image's path with a mask wins (a newcomer's case: images/x/a0.png took masks/a0.png)
+    assert find_masks(files[1:3], given) == [given / "a/x.png", given / "x.png"]
     assert find_masks([root / "images/x.jpg"], given) == [given / "x.png"]
+    (given / "a/x.png").unlink()
+    with pytest.raises(DataError, match=r"(?s)1 mask\(s\) would serve several images.*given/x.png: the mask of"):
+        find_masks(files[1:3], given)  # a/x and b/x would both take x.png
+    # NFC names and a .PNG suffix pair as in the folder loader
+    nfd = unicodedata.normalize("NFD", "café")
+    (root / "images" / f"{nfd}.jpg").write_bytes(b"")
+    (root / "masks" / "café.PNG").write_bytes(b"")
+    assert find_masks([root / "images" / f"{nfd}.jpg"], None) == [root / "masks" / "café.PNG"]
+
+
+# --- explain and predict: what a newcomer found after the first round -------------------------------------------
+
+
+def test_explain_checks_every_mask_before_writing_anything(fitted, data, tmp_path, capsys):
+    # a mask of another size was stretched over its image (fit refuses it), and an unreadable mask stopped explain
+    # half way, leaving overlays that blocked the rerun
+    Image.fromarray(np.zeros((16, 32), np.uint8)).save(data / "masks" / "img0.png")  # 32 wide for a 16 x 16 image
+    (data / "masks" / "img3.png").write_bytes(b"not a png")
+    out = tmp_path / "overlays"
+    assert main(["explain", str(fitted[1]), str(data / "images"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "2 mask(s) cannot be used" in err
+    assert "img0.png: mask is 32x16 pixels (width x height), its image" in err and "is 16x16" in err
+    assert "img3.png: cannot be read as an image" in err
+    assert not list(out.rglob("*.png")) and not (out / "explanations.csv").exists()
+    Image.fromarray(square() * 255).save(data / "masks" / "img0.png")
+    Image.fromarray(square() * 255).save(data / "masks" / "img3.png")
+    assert main(["explain", str(fitted[1]), str(data / "images"), "--out", str(out)]) == 0  # the rerun works
+    assert len(list(out.glob("*.png"))) == 6
+
+
+def test_explain_beside_single_files_is_fine_inside_a_folder_read_whole_is_not(fitted, tmp_path, monkeypatch, capsys):
+    # `explain m.pt big.png --out overlays` in the folder of big.png was refused with advice to do exactly that
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(image(0)).save("big.png")
+    assert main(["explain", str(fitted[1]), "big.png", "--out", "overlays"]) == 0
+    capsys.readouterr()
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(image(1)).save("photos/p.png")
+    assert main(["explain", str(fitted[1]), "photos", "--out", "photos/overlays"]) == 2
+    assert "is inside the folder the inputs are read from" in capsys.readouterr().err
+
+
+def test_predict_on_a_folder_above_a_dataset_skips_its_masks(fitted, tmp_path, capsys):
+    shutil.copytree(fitted[0], tmp_path / "pp" / "ds")
+    assert main(["predict", str(fitted[1]), str(tmp_path / "pp")]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()[1:]
+    assert len(rows) == 6 and all("/images/" in r and "/masks/" not in r for r in rows)
+
+
+def test_predict_resizes_close_aspect_ratios_and_names_the_orientation_of_far_ones(fitted, tmp_path, capsys):
+    # the model was trained on 16 x 16 files without --image-size
+    Image.fromarray(np.repeat(np.repeat(image(0), 2, 0), 2, 1)).save(tmp_path / "twice.png")  # 32 x 32: resized
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 16 wide x 32 high, shown 32 wide x 16 high
+    Image.fromarray(np.zeros((32, 16, 3), np.uint8)).save(tmp_path / "side.jpg", exif=exif)
+    assert main(["predict", str(fitted[1]), str(tmp_path / "twice.png")]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(fitted[1]), str(tmp_path / "side.jpg")]) == 2
+    err = capsys.readouterr().err
+    assert "side.jpg: 32x16 pixels (width x height) after its EXIF orientation 6 (stored 16x32)" in err
+    assert "trained on 16x16" in err

@@ -18,9 +18,7 @@ warning: loading goes on, with one ``FolderWarning`` listing them (README: "How 
 
 from __future__ import annotations
 
-import csv
 import posixpath
-import unicodedata
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
@@ -33,15 +31,16 @@ from PIL import Image
 
 from explearn.config import check, check_seed, from_dict, setting, to_dict
 from explearn.datasets.base import Splits
-from explearn.datasets.images import Preprocess, open_image, orientation_note, read_mask, walk_images
+from explearn.datasets.images import (IMAGE_EXTENSIONS, MAX_STRETCH, Preprocess, aspect_off, mask_format_problem,
+                                      open_image, orientation_note, read_mask, walk_images)
+from explearn.datasets.labels_csv import (case_twin, class_order, clean_label, label_key, label_variants,
+                                          names_list, nfc, option_hint, read_labels_csv)
 from explearn.datasets.parts import (
     SPLITS, FolderData, keep_masks, make_info, normalized, split_indices, split_problems, split_warnings, subset,
     to_splits,
 )
 from explearn.errors import DataError
 
-_LISTED = 10  # files named per message before "and N more"
-MAX_STRETCH = 0.10  # without image_size, images whose aspect ratio is this much off the common one are not stretched
 IMAGE_SIZE_HOW = "--image-size HxW with fit, --data image_size=H,W with train, image_size=(H, W) in Python"
 
 
@@ -63,7 +62,8 @@ class FolderOptions:
     image_column: str = setting("image", "CSV column with the image file, relative to the images folder")
     label_column: str = setting("label", "CSV column with the class label")
     split_column: str = setting("split", "CSV column with train/val/test, used when the CSV has it")
-    classes: tuple[str, ...] | None = setting(None, "class order, e.g. nevus,melanoma; default: the sorted labels")
+    classes: tuple[str, ...] | None = setting(None, "class order, e.g. nevus,melanoma; default: the sorted labels "
+                                                    "(by value when all are integers: 2 before 10)")
     image_size: tuple[int, int] | None = setting(None, "(H, W) to resize to; default: the files' own size, or "
                                                        "the most common one when they differ")
     fit: Literal["stretch", "crop"] = setting("stretch", "stretch to image_size, or centre-crop to its aspect first")
@@ -115,7 +115,7 @@ class _Notes:
     rules: dict[str, str] = field(default_factory=dict)
 
     def warnings(self) -> list[str]:
-        return self.lines + [f"{_names(files)}: {text}" for text, files in self.by_text.items()]
+        return self.lines + [f"{names_list(files)}: {text}" for text, files in self.by_text.items()]
 
 
 class _Scan(NamedTuple):
@@ -250,19 +250,22 @@ def _scan(opts: FolderOptions) -> _Scan:
     if not root.is_dir():
         what = "a file, not a folder (give the folder that holds labels.csv)" if root.exists() else "folder not found"
         return _Scan(None, [], (), [f"{root}: {what}"], notes, pre, None)
-    records = _read_csv(root, opts, problems)
+    records = read_labels_csv(root, opts, problems)
     images_dir = root / opts.images
     if not images_dir.is_dir():
-        return _Scan(None, [], (), problems + [f"{opts.images}/: folder not found"], notes, pre, None)
+        twin = case_twin(root, opts.images)
+        hint = f"; {twin}/ exists, but folder names are case-sensitive: {option_hint('images', twin)}" if twin else ""
+        return _Scan(None, [], (), problems + [f"{opts.images}/: folder not found{hint}"], notes, pre, None)
     files, broken = walk_images(images_dir)
     problems += [_broken(opts.images, b, images_dir) for b in broken]
-    masks = _list_masks(root, opts, problems)
-    named, rows, class_names = _resolve(records or [], files, opts, problems)
+    masks = _list_masks(root, opts, problems, notes)
+    problems += _shared_masks(files, masks, opts)
+    named, rows, class_names = _resolve(records or [], files, opts, problems, images_dir)
     if records is not None:  # without a usable CSV every image would be "unlabelled": one problem says enough
         labelled = set(named)
         problems += [f"{_in(opts.images, f)}: no row of {opts.labels} names this image (an image without a "
                      "label)" for f in files if f not in labelled]
-    stems = {_nfc(_stem(f)) for f in files}
+    stems = {nfc(_stem(f)) for f in files}
     problems += [f"{_in(opts.masks, m)}: no image {_in(opts.images, k)}.* for this mask (an orphan mask)"
                  for k, m in masks.items() if k not in stems]
     # every named file, so all corrupt ones are reported
@@ -287,57 +290,42 @@ def _split(scan: _Scan, seed: int, opts: FolderOptions) -> tuple[dict[str, np.nd
             split_warnings(index, labels, scan.class_names, source))
 
 
-def _read_csv(root: Path, opts: FolderOptions, problems: list[str]) -> list[tuple[int, str, str, str | None]] | None:
-    """(line, image, label, split) of every CSV row, the cells stripped, labels cleaned (``_label``), image names
-    in Unicode NFC; None, with a problem, when the CSV is missing, unreadable or lacks a column."""
-    path = root / opts.labels
-    if not path.is_file():
-        problems.append(f"{opts.labels}: not found (expected a CSV with columns "
-                        f"{opts.image_column}, {opts.label_column} and optionally {opts.split_column})")
-        return None
-    out = []
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:  # utf-8-sig: spreadsheet exports start with a BOM
-            reader = csv.DictReader(fh)
-            found = [c.strip() for c in reader.fieldnames or []]
-            reader.fieldnames = found
-            missing = [c for c in (opts.image_column, opts.label_column) if c not in found]
-            if missing:
-                problems.append(f"{opts.labels}: no column {', '.join(map(repr, missing))} "
-                                f"(columns found: {', '.join(found) or 'none'})")
-                return None
-            split_col = opts.split_column if opts.split_column in found else None
-            for rec in reader:
-                cell = lambda c: (rec.get(c) or "").strip()  # noqa: E731 (short rows give None)
-                out.append((reader.line_num, _nfc(cell(opts.image_column)), _label(cell(opts.label_column)),
-                            cell(split_col).lower() if split_col else None))
-    except (UnicodeDecodeError, csv.Error) as err:
-        problems.append(f"{opts.labels}: cannot be read as a UTF-8 CSV file ({err})")
-        return None
-    if not out:
-        problems.append(f"{opts.labels}: no rows")
-    return out
-
-
-def _list_masks(root: Path, opts: FolderOptions, problems: list[str]) -> dict[str, str]:
-    """Image stem (Unicode NFC) -> mask file (relative to the masks folder); a missing masks folder means no masks."""
+def _list_masks(root: Path, opts: FolderOptions, problems: list[str], notes: _Notes) -> dict[str, str]:
+    """Image stem (Unicode NFC) -> mask file (relative to the masks folder); a missing masks folder means no masks
+    (with a warning when a folder named like it in another case exists: ``Masks``)."""
     folder = root / opts.masks
     if not folder.is_dir():
+        twin = case_twin(root, opts.masks)
+        if twin and (root / twin).is_dir():
+            notes.lines.append(f"no folder {opts.masks}/, so no image has a mask; {twin}/ exists, but folder names "
+                               f"are case-sensitive: to use it, {option_hint('masks', twin)}")
         return {}
     found, broken = walk_images(folder)
     problems += [_broken(opts.masks, b, folder) for b in broken]
     problems += [f"{_in(opts.masks, f)}: masks must be PNG files (a lossy format would blur the mask)"
                  for f in found if not f.lower().endswith(".png")]
-    return {_nfc(_stem(f)): f for f in found if f.lower().endswith(".png")}
+    return {nfc(_stem(f)): f for f in found if f.lower().endswith(".png")}
 
 
-def _resolve(records: list, files: list[str], opts: FolderOptions,
-             problems: list[str]) -> tuple[list[str], list[_Row], tuple[str, ...]]:
-    """Match CSV rows to image files and labels to classes.
+def _shared_masks(files: list[str], masks: dict[str, str], opts: FolderOptions) -> list[str]:
+    """A problem for each mask that would pair with several images: masks are found by the image's path without
+    extension, so ``a0.png`` and ``a0.jpg`` would both take ``masks/a0.png``."""
+    by_stem: dict[str, list[str]] = defaultdict(list)
+    for f in files:
+        by_stem[nfc(_stem(f))].append(f)
+    return [f"{_in(opts.masks, masks[k])}: would be the mask of {' and '.join(_in(opts.images, f) for f in fs)} "
+            "(masks are named by the image's name without extension, so it cannot tell them apart); rename one "
+            "of the images (and its mask, if it has one)" for k, fs in by_stem.items() if len(fs) > 1 and k in masks]
+
+
+def _resolve(records: list, files: list[str], opts: FolderOptions, problems: list[str],
+             images_dir: Path) -> tuple[list[str], list[_Row], tuple[str, ...]]:
+    """Match CSV rows to image files and labels to classes (``classes``, or the labels sorted: as numbers when
+    every label is an integer, so 2 comes before 10; else as text).
 
     Returns:
         The image files the CSV names, the rows without a problem, and the class names."""
-    names = _Names(files)
+    names = _Names(files, images_dir, opts.images)
     first_line, matched, ambiguous = {}, [], set()
     for line, name, label, split in records:
         where = f"{opts.labels} line {line}"
@@ -356,15 +344,16 @@ def _resolve(records: list, files: list[str], opts: FolderOptions,
             first_line[file] = line
         matched.append((line, file, label, split))
     valid_labels = [label for _, _, label, _ in matched if label]
-    classes = tuple(map(_label, opts.classes)) if opts.classes is not None else tuple(sorted(set(valid_labels)))
+    classes = tuple(map(clean_label, opts.classes)) if opts.classes is not None else class_order(valid_labels)
     if opts.classes is not None:
-        folded = {c.casefold(): c for c in classes}
+        close = {label_key(c): c for c in classes}
         problems += [f"{opts.labels} line {line}: label {label!r} is not one of the classes {', '.join(classes)}"
-                     + (f" (did you mean {folded[label.casefold()]!r}? labels are compared exactly, case included)"
-                        if label.casefold() in folded else "")
+                     + (f" (did you mean {close[label_key(label)]!r}? labels are compared exactly, "
+                        f"{'case included' if isinstance(label_key(label), str) else 'as written'})"
+                        if label_key(label) in close else "")
                      for line, _, label, _ in matched if label and label not in classes]
     else:
-        problems += _case_variants(matched, opts.labels)
+        problems += label_variants(matched, opts.labels)
         if records and len(classes) < 2:
             problems.append(f"{opts.labels}: found {len(classes)} class{'es' if len(classes) != 1 else ''} "
                             f"({', '.join(classes) or 'none'}); a classifier needs at least two")
@@ -374,36 +363,18 @@ def _resolve(records: list, files: list[str], opts: FolderOptions,
     return list(first_line) + sorted(ambiguous - set(first_line)), rows, classes
 
 
-def _case_variants(matched: list, labels_csv: str) -> list[str]:
-    """A problem for each label that is written in several ways that differ only in case ("Melanoma",
-    "melanoma"): each spelling with its row count and CSV lines."""
-    lines: dict[str, list[int]] = defaultdict(list)
-    for line, _, label, _ in matched:
-        if label:
-            lines[label].append(line)
-    groups: dict[str, list[str]] = defaultdict(list)
-    for label in sorted(lines):
-        groups[label.casefold()].append(label)
-    out = []
-    for spellings in (g for g in groups.values() if len(g) > 1):
-        each = " and ".join(f"{s!r} ({len(lines[s])} row{'s' if len(lines[s]) != 1 else ''}: line"
-                            f"{'s' if len(lines[s]) != 1 else ''} {_names([str(n) for n in lines[s]])})"
-                            for s in spellings)
-        out.append(f"{labels_csv}: labels {each} differ only in case, so they would be separate classes; write "
-                   "each class one way (or list them in --data classes=A,B,... to keep them apart on purpose)")
-    return out
-
-
 class _Names:
     """The image files, looked up the way CSV cells name them: by path or by path without extension, after
-    Unicode NFC normalisation of both sides (macOS writes file names decomposed, spreadsheets composed)."""
+    Unicode NFC normalisation of both sides (macOS writes file names decomposed, spreadsheets composed); and,
+    for messages, the files a name that matches none may have meant."""
 
-    def __init__(self, files: list[str]) -> None:
+    def __init__(self, files: list[str], folder: Path, images: str) -> None:
+        self.folder, self.images = folder, PurePosixPath(images).as_posix()
         self.by_name: dict[str, list[str]] = defaultdict(list)
         self.by_stem: dict[str, list[str]] = defaultdict(list)
         self.by_fold: dict[str, list[str]] = defaultdict(list)
         for f in files:
-            key = _nfc(f)
+            key = nfc(f)
             self.by_name[key].append(f)
             self.by_stem[_stem(key)].append(f)
             self.by_fold[key.casefold()].append(f)
@@ -414,6 +385,30 @@ class _Names:
 
     def differing_in_case(self, name: str) -> list[str]:
         return sorted(set(self.by_fold.get(name.casefold(), [])))
+
+    def hint(self, name: str) -> str:
+        """What a name that matches no image may have meant (``; ...``), or empty: another case, a path given
+        relative to the dataset folder, another extension, or a file that exists but is not read (hidden, or
+        not an image type)."""
+        close = self.differing_in_case(name)
+        if close:
+            return f"; names are case-sensitive: did you mean {', '.join(close)}?"
+        inside = name[len(self.images) + 1:] if name.startswith(self.images + "/") else ""
+        if inside and self.find(inside):
+            return f"; paths are relative to {self.images}/: write {inside!r}"
+        stem = _stem(name)
+        if stem != name and self.by_stem.get(stem):
+            return f"; {self.images}/ has {', '.join(self.by_stem[stem])} (another extension): did you mean it?"
+        on_disk = [name] + [name + ext for ext in IMAGE_EXTENSIONS]
+        exists = next((n for n in on_disk if (self.folder / n).is_file()), None)
+        if exists is None:
+            return ""
+        if any(part.startswith(".") for part in PurePosixPath(exists).parts):
+            return (f"; {exists} exists, but hidden files and folders (names starting with '.') are skipped: "
+                    "rename it")
+        suffix = posixpath.splitext(exists)[1]
+        return (f"; {exists} exists, but {'files ending ' + suffix if suffix else 'a file without extension'} "
+                f"{'are' if suffix else 'is'} not read as images (read: {', '.join(IMAGE_EXTENSIONS)})")
 
 
 def _match(name: str, names: _Names, where: str, images: str, problems: list[str]) -> list[str]:
@@ -436,9 +431,8 @@ def _match(name: str, names: _Names, where: str, images: str, problems: list[str
         problems.append(f"{where}: image {name!r} matches several files ({', '.join(candidates)}); "
                         "give the extension")
     elif not candidates:
-        close = names.differing_in_case(norm)
-        hint = f"; names are case-sensitive: did you mean {', '.join(close)}?" if close else ""
-        problems.append(f"{where}: image {name!r} not found in {images}/ (a label without an image){hint}")
+        problems.append(f"{where}: image {name!r} not found in {images}/ (a label without an image)"
+                        f"{names.hint(norm)}")
     return candidates
 
 
@@ -466,9 +460,14 @@ def _decode(root: Path, files: list[str], masks: dict[str, str], opts: FolderOpt
         except DataError as err:
             problems.append(str(err))
             continue
-        rel = masks.get(_nfc(_stem(file)))
+        try:
+            x = pre.raw_image_from(img)
+        except DataError as err:  # values outside the encoding's range (a float TIFF holding 0..255)
+            problems.append(f"{name}: {err}")
+            continue
+        rel = masks.get(nfc(_stem(file)))
         mask = None if rel is None else _mask(root, file, rel, img, pre, opts, problems, notes)
-        out[file] = _Decoded(pre.raw_image_from(img), mask, img.size, None if rel is None else _in(opts.masks, rel))
+        out[file] = _Decoded(x, mask, img.size, None if rel is None else _in(opts.masks, rel))
     if opts.image_size is not None or len({d.size for d in out.values()}) < 2:
         return out, pre, None
     return _to_common_size(out, pre, opts, problems, notes)
@@ -481,6 +480,8 @@ def _mask(root: Path, file: str, rel: str, img: Image.Image, pre: Preprocess, op
     name = _in(opts.masks, rel)
     try:
         m = open_image(root / opts.masks / rel, name)
+        if mask_format_problem(m):  # JPEG data in a file named .png: its edges blurred into grey levels
+            raise DataError(mask_format_problem(m))
         reading = read_mask(m, opts.reason_values)
     except DataError as err:
         problems.append(str(err) if str(err).startswith(name) else f"{name}: {err}")
@@ -524,8 +525,8 @@ def _to_common_size(decoded: dict[str, _Decoded], pre: Preprocess, opts: FolderO
         if s != (w, h):
             groups[s].append(_in(opts.images, f))
     by_count = sorted(groups.items(), key=lambda g: -len(g[1]))
-    listed = "; ".join(f"{sw}x{sh}: {_names(fs)}" for (sw, sh), fs in by_count)
-    far = [s for s in groups if _aspect_off(s, (w, h)) > MAX_STRETCH]
+    listed = "; ".join(f"{sw}x{sh}: {names_list(fs)}" for (sw, sh), fs in by_count)
+    far = [s for s in groups if aspect_off(s, (w, h)) > MAX_STRETCH]
     if opts.fit == "stretch" and far:
         problems.append(f"images differ in size (width x height) and image_size is not set: {counts[(w, h)]} are "
                         f"{w}x{h}; {listed}; the aspect ratio of {len(far)} of these sizes differs by more than "
@@ -549,12 +550,6 @@ def _to_common_size(decoded: dict[str, _Decoded], pre: Preprocess, opts: FolderO
     return out, target, {"size": [h, w], "from": {f"{sw}x{sh}": fs for (sw, sh), fs in groups.items()}}
 
 
-def _aspect_off(size: tuple[int, int], common: tuple[int, int]) -> float:
-    """How far the aspect ratio of ``size`` is off that of ``common``, both (W, H): 0.1 = 10 % wider or taller."""
-    ratio = (size[0] / size[1]) / (common[0] / common[1])
-    return max(ratio, 1 / ratio) - 1
-
-
 def _broken(folder: str, link: str, path: Path) -> str:
     target = (path / link).readlink()
     return f"{_in(folder, link)}: a symbolic link to {target}, which does not exist"
@@ -568,20 +563,7 @@ def _stem(path: str) -> str:
     return posixpath.splitext(path)[0]
 
 
-def _nfc(text: str) -> str:
-    return unicodedata.normalize("NFC", text)
-
-
-def _label(text: str) -> str:
-    """A label as compared: Unicode NFC, spaces trimmed and runs of whitespace (tabs, non-breaking spaces)
-    collapsed to one space."""
-    return " ".join(_nfc(text).split())
-
-
 def _in(folder: str, file: str) -> str:
     return posixpath.join(PurePosixPath(folder).as_posix(), file)
 
 
-def _names(files: list[str]) -> str:
-    more = f" and {len(files) - _LISTED} more" if len(files) > _LISTED else ""
-    return ", ".join(files[:_LISTED]) + more

@@ -7,6 +7,7 @@ images are prepared exactly like the training images (``Preprocess.from_dict(inf
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +30,17 @@ _RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.B
 _ORIENTATION = ExifTags.Base.Orientation  # 0x0112
 _SIDEWAYS = (5, 6, 7, 8)  # orientations that swap width and height
 FAINT = 0.1  # a mask none of whose values reaches this share of full scale is reported as faint
+FEW_LEVELS = 8  # a grey mask with at most this many levels may hold class indices (0, 1, 255) rather than greys
+#: a mask whose mean value is above this is reported as mostly reason (inverted?); the largest PH2 lesion mask
+#: covers 98.3 % of its image (README: "How masks and images are read")
+MOSTLY_REASON = 0.99
+MAX_STRETCH = 0.10  # images whose aspect ratio is this much off the target's are not stretched to it
+
+
+def aspect_off(size: tuple[int, int], common: tuple[int, int]) -> float:
+    """How far the aspect ratio of ``size`` is off that of ``common``, both (W, H): 0.1 = 10 % wider or taller."""
+    ratio = (size[0] / size[1]) / (common[0] / common[1])
+    return max(ratio, 1 / ratio) - 1
 
 
 def open_image(path: str | Path, name: str | None = None) -> Image.Image:
@@ -68,6 +80,7 @@ def _upright(img: Image.Image) -> Image.Image:
     stored = img.size
     upright = ImageOps.exif_transpose(img)
     upright.info.update(exif_orientation=int(orientation), stored_size=stored)
+    upright.format = img.format  # a turned copy forgets the file format; masks are checked for PNG data by it
     return upright
 
 
@@ -113,13 +126,32 @@ def walk_images(folder: Path) -> tuple[list[str], list[str]]:
     return sorted(images), sorted(broken)
 
 
+def mask_format_problem(img: Image.Image) -> str:
+    """Why an opened mask file is not PNG data (JPEG data in a file named ``.png``: lossy, its edges blurred into
+    grey levels); empty for PNG data. The message starts with the problem; callers add the file name."""
+    if img.format in (None, "PNG"):  # None: made in memory, not read from a file
+        return ""
+    why = "JPEG is lossy: it blurs a mask's edges into grey levels" if img.format == "JPEG" else "masks are PNG files"
+    return f"holds {img.format} data, not PNG, whatever its name says ({why}); save the mask as a PNG file"
+
+
 def image_array(img: Image.Image, channels: Literal["rgb", "grey"]) -> np.ndarray:
     """Pixels of any Pillow mode as float32 in [0, 1]. Alpha is dropped; 16-bit images keep their precision.
 
     Shape: (H, W, 3) for rgb, (H, W, 1) for grey.
+
+    Raises:
+        DataError: a 32-bit integer (``I``) image with values outside [0, 65535] or a float (``F``) image outside
+            [0, 1] (a float TIFF holding 0..255): clipping would turn it white. The message starts with the
+            problem; callers add the file name.
     """
     if img.mode in _WIDE_MODES:  # Pillow's convert() would clip these to 8 bits
-        grey = np.clip(np.asarray(img, dtype=np.float32) / np.float32(_WIDE_MODES[img.mode]), 0, 1)[:, :, None]
+        values = np.asarray(img, dtype=np.float32)
+        outside = range_problem(values, img.mode, "image")
+        if outside:
+            raise DataError(f"{outside}; clipping would change them: scale the values to "
+                            f"[0, {_number(_WIDE_MODES[img.mode])}], or save the image as 8- or 16-bit")
+        grey = (values / np.float32(_WIDE_MODES[img.mode]))[:, :, None]
         return np.repeat(grey, 3, axis=2) if channels == "rgb" else grey
     if img.mode == "P":  # through RGBA, so palette transparency is dropped without a warning
         img = img.convert("RGBA")
@@ -135,7 +167,8 @@ class MaskReading:
     Args:
         values: in [0, 1], at the file's own (upright) size. Shape: (H, W), float32.
         rule: the encoding rule applied, in words (``palette: index > 0 = reason``).
-        concerns: why the values look unlike a mask (empty, full, the same everywhere, faint); empty when fine.
+        concerns: why the values look unlike a mask (empty, full, the same everywhere, faint, grey levels that
+            look like class indices, mostly reason); empty when fine.
     """
 
     values: np.ndarray
@@ -148,12 +181,17 @@ def read_mask(img: Image.Image, reason_values: Sequence[int] | None = None) -> M
 
     - ``reason_values`` given: a pixel whose palette index or grey level (1-bit: 0/1) is one of them is a reason
       (1), every other pixel is not (0).
-    - With an alpha channel that is not the same everywhere (RGBA, LA, a palette with transparency): alpha is the
-      mask (what is drawn is the reason, on a transparent background). A constant alpha is ignored.
+    - With an alpha channel that is not the same everywhere (RGBA, LA, a palette with transparency): when every
+      pixel with alpha > 0 has the same colour, the shape is in the opacity alone and alpha is the mask (a black
+      or red annotation on a transparent background, antialiased by alpha); otherwise the colour rule reads the
+      image composited over black, max(R, G, B) x alpha / 255 (transparent pixels are not reasons). A constant
+      alpha is ignored.
     - 1-bit: 1 = reason. Greyscale (8- and 16-bit, 32-bit ``I``, float ``F``): value / full scale (255, 65535;
       1 for ``F``), so soft masks keep their levels.
-    - Palette: the pixel's index, index > 0 = reason (the colours of a label mask, like VOC's, are for display);
-      but a palette whose used colours are all greys is a grey image stored indexed: its grey levels.
+    - Palette: a palette whose used colours are all greys is a grey image stored indexed: its grey levels. Else a
+      label map, recognised by index 0's colour being the darkest of the colours in use (VOC: index 0 black), is
+      read by index, index > 0 = reason (the colours are for display); any other palette (an optimiser's, which
+      may put the annotation's red at index 0) by its colours, as a colour file.
     - Colour: the brightest channel, max(R, G, B) / 255 (a red annotation on black is 1).
 
     In each case but ``reason_values``, values that take exactly two levels, 0 and v > 0, are a binary mask: v is
@@ -172,15 +210,15 @@ def read_mask(img: Image.Image, reason_values: Sequence[int] | None = None) -> M
             [0, 1]), or ``reason_values`` for a colour mask; the message starts with the problem, the caller adds
             the file name.
     """
-    alpha = _alpha(img)
-    if reason_values is None and alpha is not None and alpha.min() != alpha.max():
-        return _levels(alpha, 255.0, "alpha (opacity)")
-    img = _drop_alpha(img)
     if reason_values is not None:
         return _selected(img, tuple(reason_values))
+    layer = _alpha_layer(img)
+    if layer is not None:
+        return layer
+    img = _drop_alpha(img)
     if img.mode in _GREY_SCALES:
         values, scale = _grey(img)
-        return _levels(values, scale, _GREY_NAMES.get(img.mode, "greyscale 16-bit"))
+        return _levels(values, scale, _GREY_NAMES.get(img.mode, "greyscale 16-bit"), indices=img.mode != "F")
     if img.mode == "P":
         return _palette(img)
     rgb = np.asarray(img.convert("RGB"))
@@ -197,15 +235,32 @@ _GREY_NAMES = {"1": "1-bit", "L": "greyscale 8-bit", "I": "greyscale 32-bit", "F
 _ALPHA_MODES = {"RGBA": "RGB", "LA": "L", "PA": "P", "RGBa": "RGB", "La": "L"}  # mode -> the mode without alpha
 
 
-def _alpha(img: Image.Image) -> np.ndarray | None:
-    """The alpha channel (0..255), or None without one."""
-    if img.mode in ("RGBa", "La"):  # premultiplied: the same alpha
+def _rgba(img: Image.Image) -> np.ndarray | None:
+    """The colour and alpha (0..255) of an image with an alpha channel or a transparent index or colour (tRNS);
+    None without one. Shape: (H, W, 4) uint8."""
+    if img.mode in ("RGBa", "La"):  # premultiplied: back to straight colour, the same alpha
         img = img.convert(img.mode.upper())
-    if img.mode in _ALPHA_MODES:
-        return np.asarray(img.getchannel("A"))
-    if img.mode in ("P", "L", "RGB") and "transparency" in img.info:  # a transparent index or colour (tRNS)
-        return np.asarray(img.convert("RGBA").getchannel("A"))
+    if img.mode in _ALPHA_MODES or (img.mode in ("P", "L", "RGB") and "transparency" in img.info):
+        return np.asarray(img.convert("RGBA"))
     return None
+
+
+def _alpha_layer(img: Image.Image) -> MaskReading | None:
+    """A mask whose alpha varies: alpha when the shape is in the opacity alone (one colour wherever alpha > 0);
+    else the colour rule on the image composited over black. None without alpha or with a constant one."""
+    rgba = _rgba(img)
+    if rgba is None:
+        return None
+    colour, alpha = rgba[..., :3], rgba[..., 3]
+    if alpha.min() == alpha.max():  # an opaque (or uniformly faded) layer: the colour decides
+        return None
+    drawn = colour[alpha > 0]
+    if (drawn == drawn[0]).all():
+        return _levels(alpha, 255.0, "alpha (opacity)")
+    # colour and opacity both vary (an opaque black-and-white mask with a transparent frame or a stray pixel):
+    # what a viewer shows over black, so transparent pixels are not reasons
+    over_black = colour.max(axis=2).astype(np.float64) * alpha / 255.0
+    return _levels(over_black, 255.0, "colour over black, brightest channel x alpha")
 
 
 def _drop_alpha(img: Image.Image) -> Image.Image:
@@ -219,15 +274,30 @@ def _grey(img: Image.Image) -> tuple[np.ndarray, float]:
     values = np.asarray(img)
     if img.mode == "1":
         return values.astype(np.uint8), scale
-    lo, hi = float(values.min()), float(values.max())
-    if img.mode in ("I", "F") and (lo < 0 or hi > scale or not np.isfinite(values).all()):
-        raise DataError(f"values from {lo:g} to {hi:g}, outside the range [0, {scale:g}] of a "
-                        f"{_GREY_NAMES[img.mode]} mask; save it as 8-bit (0..255) or 16-bit (0..65535) PNG")
+    outside = range_problem(values, img.mode, "mask")
+    if outside:
+        raise DataError(f"{outside}; save it as 8-bit (0..255) or 16-bit (0..65535) PNG")
     return values, scale
 
 
+def range_problem(values: np.ndarray, mode: str, what: str) -> str:
+    """Why the values of a 32-bit integer (``I``) or float (``F``) ``what`` (image, mask) are outside its
+    encoding's range ([0, 65535], [0, 1]); empty when they are inside or the mode has no such range."""
+    if mode not in ("I", "F"):
+        return ""
+    scale, name = _WIDE_MODES[mode], _GREY_NAMES[mode]
+    if not np.isfinite(values).all():
+        return f"NaN or infinite values, outside the range [0, {scale:g}] of a {name} {what}"
+    lo, hi = float(values.min()), float(values.max())
+    if lo < 0 or hi > scale:
+        return f"values from {lo:g} to {hi:g}, outside the range [0, {scale:g}] of a {name} {what}"
+    return ""
+
+
 def _palette(img: Image.Image) -> MaskReading:
-    """Palette rule: indices (index > 0 = reason), unless every used colour is a grey."""
+    """Palette rule: grey levels when every used colour is a grey; indices (index > 0 = reason) for a label map,
+    whose index 0 is its darkest colour in use, or whose indices have no colours (a numpy array saved as "P");
+    else the colours, by the colour rule."""
     index = np.asarray(img)
     colours = np.array(img.getpalette() or [], dtype=np.int64).reshape(-1, 3)
     used = np.unique(index)
@@ -235,33 +305,41 @@ def _palette(img: Image.Image) -> MaskReading:
         c = colours[used]
         if bool(((c[:, 0] == c[:, 1]) & (c[:, 1] == c[:, 2])).all()):
             return _levels(colours[index, 0], 255.0, "palette of greys, grey level")
+        if colours[0].max() > c.max(axis=1).min():  # not a label map: an optimiser's order (red at index 0)
+            return _levels(colours[index].max(axis=2), 255.0, "palette colours, brightest channel")
     values = (index > 0).astype(np.float32)
     return MaskReading(values, "palette: index > 0 = reason", _concerns(values, 1.0, 1.0))
 
 
 def _selected(img: Image.Image, reason_values: tuple[int, ...]) -> MaskReading:
     """The ``reason_values`` rule: those indices or grey levels are reasons, all others not."""
+    mode = img.mode
+    img = _drop_alpha(img)
     if img.mode not in _GREY_SCALES and img.mode != "P":
-        raise DataError(f"reason_values names palette indices or grey levels, but this is a {img.mode} (colour) "
-                        "mask; save the masks as palette or greyscale PNGs, or leave reason_values unset")
+        raise DataError(f"reason_values names palette indices or grey levels, but this is {_a(mode)} {mode} "
+                        "(colour) mask; save the masks as palette or greyscale PNGs, or leave reason_values unset")
     values = np.isin(np.asarray(img).astype(np.int64), reason_values).astype(np.float32)
     rule = f"reason_values {', '.join(map(str, reason_values))} = reason"
     return MaskReading(values, rule, _concerns(values, 1.0, 1.0))
 
 
-def _levels(values: np.ndarray, scale: float, what: str) -> MaskReading:
-    """Values / scale; two levels 0 and v > 0: a binary mask, v = reason."""
+def _levels(values: np.ndarray, scale: float, what: str, indices: bool = False) -> MaskReading:
+    """Values / scale; two levels 0 and v > 0: a binary mask, v = reason. ``indices``: the values are integer
+    grey levels that ``reason_values`` can select, so a few faint levels may be class indices."""
     levels = np.unique(values)
     if len(levels) == 2 and levels[0] == 0:
         v = _number(levels[1])
         out = (values == levels[1]).astype(np.float32)
         return MaskReading(out, f"{what}, two levels 0 and {v}: {v} = reason", _concerns(out, 1.0, 1.0))
     out = np.clip(values.astype(np.float32) / np.float32(scale), 0.0, 1.0)
-    return MaskReading(out, f"{what} / {_number(scale)}", _concerns(out, float(levels[-1]), scale))
+    return MaskReading(out, f"{what} / {_number(scale)}",
+                       _concerns(out, float(levels[-1]), scale, levels if indices else None))
 
 
-def _concerns(values: np.ndarray, brightest: float, scale: float) -> tuple[str, ...]:
-    """Why decoded values look unlike a mask. ``brightest``: the largest file value; ``scale``: full scale."""
+def _concerns(values: np.ndarray, brightest: float, scale: float,
+              levels: np.ndarray | None = None) -> tuple[str, ...]:
+    """Why decoded values look unlike a mask. ``brightest``: the largest file value; ``scale``: full scale;
+    ``levels``: the file's distinct values when they could be class indices (integer grey levels)."""
     lo, hi = float(values.min()), float(values.max())
     if hi == 0:
         return ("no reason pixel: every value is 0 (an empty mask)",)
@@ -270,11 +348,37 @@ def _concerns(values: np.ndarray, brightest: float, scale: float) -> tuple[str, 
     if lo == hi:
         return (f"every pixel has the same value, {_number(brightest)} of {_number(scale)}: the mask marks no "
                 "region",)
-    if hi < FAINT:
-        return (f"no value reaches {FAINT:.0%} of full scale (brightest {_number(brightest)} of {_number(scale)}): "
-                "a faint soft mask; if its values are class indices, name those that mark a reason (--data "
-                "reason_values=1,2, or reason_values=(1, 2) in Python)",)
-    return ()
+    out = []
+    faint = [] if levels is None or len(levels) > FEW_LEVELS else [v for v in levels if 0 < v < FAINT * scale]
+    if faint:  # 0, 1, 255: class indices with a void border, read as greys (generalises "faint" below)
+        each = ", ".join(_number(v) for v in faint)
+        s = "s" if len(faint) > 1 else ""
+        python = f"({each})" if len(faint) > 1 else f"({each},)"
+        out.append(f"levels {', '.join(_number(v) for v in levels)}: level{s} {each} read{'' if s else 's'} as "
+                   f"{', '.join(_share(v / scale) for v in faint)} (almost no reason); if these are class indices, "
+                   f"name the reason values (--data reason_values={each.replace(', ', ',')}, or "
+                   f"reason_values={python} in Python)")
+    elif hi < FAINT:
+        out.append(f"no value reaches {FAINT:.0%} of full scale (brightest {_number(brightest)} of "
+                   f"{_number(scale)}): a faint soft mask; if its values are class indices, name those that mark a "
+                   "reason (--data reason_values=1,2, or reason_values=(1, 2) in Python)")
+    mean = float(values.mean())
+    if mean > MOSTLY_REASON:
+        shown = math.floor(mean * 1e4) / 1e4  # floored: never rounded up to a full 1
+        out.append(f"mostly reason: the mask's mean value is {shown:g} (above {MOSTLY_REASON:g}): an inverted mask? "
+                   "Masks mark the reason in white (or > 0) on a black (0) background; invert it if its object is "
+                   "black")
+    return tuple(out)
+
+
+def _share(v: float) -> str:
+    """A small share with one significant digit, never in scientific notation: 1/255 -> 0.004."""
+    return np.format_float_positional(v, precision=1, unique=False, fractional=False, trim="-")
+
+
+def _a(word: str) -> str:
+    """The article for a mode spelt letter by letter: "an RGBA", "a CMYK"."""
+    return "an" if word[:1].upper() in "AEFHILMNORSX" else "a"
 
 
 def _number(v: Any) -> str:
@@ -364,12 +468,22 @@ class Preprocess:
             float32 in [0, 1]. Shape: (C, H, W).
 
         Raises:
-            DataError: the file is missing or unreadable.
+            DataError: the file is missing or unreadable, or its values are outside its encoding's range (a float
+                TIFF holding 0..255); the message names the file.
         """
-        return self.raw_image_from(open_image(path))
+        name = str(path)
+        img = open_image(path, name)
+        try:
+            return self.raw_image_from(img)
+        except DataError as err:
+            raise DataError(f"{name}: {err}") from None
 
     def raw_image_from(self, img: Image.Image) -> torch.Tensor:
-        """``raw_image`` of an already opened image. Shape: (C, H, W)."""
+        """``raw_image`` of an already opened image. Shape: (C, H, W).
+
+        Raises:
+            DataError: values outside the encoding's range (``image_array``), without the file name.
+        """
         arr = self._resize(image_array(img, self.channels), img.size, Image.Resampling.BILINEAR)
         return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 

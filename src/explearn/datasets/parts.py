@@ -110,11 +110,16 @@ def split_problems(index: dict[str, np.ndarray], y: np.ndarray, class_names: tup
     problems += [f"class {class_names[k]!r} has {totals[k]} image{'s' if totals[k] != 1 else ''}: a split "
                  f"stratified by class needs at least {MIN_PER_CLASS} of each class (one each for train, val and "
                  f"test); add images of it, or give the CSV a split column" for k in few]
+    # a class named in the classes option that no row carries: no split fraction can help it
+    problems += [f"class {name!r} has no image at all: no row has the label {name!r}; add images of it, or leave it "
+                 "out of the classes option (--data classes=..., classes=(...) in Python)"
+                 for k, name in enumerate(class_names) if totals[k] == 0]
     hint = ("give it rows with split=train" if csv_name else
             "add images of it, or lower val_fraction / test_fraction (--data val_fraction=0.1, or val_fraction=0.1 "
             "in Python)")
     problems += [f"class {name!r} has no image in the training split ({int(totals[k])} in all); {hint}"
-                 for k, name in enumerate(class_names) if counts[k] == 0 and len(index["train"]) and k not in few]
+                 for k, name in enumerate(class_names)
+                 if counts[k] == 0 and totals[k] > 0 and len(index["train"]) and k not in few]
     return problems
 
 

@@ -5,6 +5,7 @@ layer m between them, so that before training c(m(f(x))) equals the network's ow
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
 from collections import OrderedDict
@@ -351,9 +352,55 @@ def _suggest_enclosing(model: nn.Module, layer: str) -> str:
     return "Cut at an enclosing block (a module whose output is all that later layers use)."
 
 
-def _split_traced(model: nn.Module, layer: str) -> tuple[fx.GraphModule, fx.GraphModule]:
-    """f: the graph's inputs -> ``layer``'s output; c: that output -> the graph's output. Both GraphModules take
-    their submodules and parameters from ``model`` by reference, so nothing is copied."""
+def _split_traced(model: nn.Module, layer: str) -> tuple[nn.Module, nn.Module]:
+    """f: the graph's inputs -> ``layer``'s output; c: that output -> the graph's output, each a GraphModule that
+    takes its submodules and parameters from ``model`` by reference, so nothing is copied.
+
+    torch.fx fixes ``self.training`` at the value it has while tracing (``F.dropout(x, training=self.training)``,
+    as in PyTorch's MNIST example, or ``if self.training:``), so the model is traced in train and in eval mode; a
+    part whose code differs between the two becomes a ``ByMode`` that runs the graph of its current mode.
+    """
+    parts = {}
+    for training in (True, False):
+        with _in_mode(model, training):
+            parts[training] = _split_traced_once(model, layer)
+    (f_train, c_train), (f_eval, c_eval) = parts[True], parts[False]
+    return ByMode.of(f_train, f_eval), ByMode.of(c_train, c_eval)
+
+
+class ByMode(nn.Module):
+    """A traced part whose code depends on the training flag: one graph per mode over the same submodules and
+    parameters (the eval graph is not registered as a child, so every parameter and state_dict key appears once).
+    Runs the train graph in train mode and the eval graph in eval mode."""
+
+    def __init__(self, train_graph: fx.GraphModule, eval_graph: fx.GraphModule) -> None:
+        super().__init__()
+        self.graph = train_graph
+        self.__dict__["eval_graph"] = eval_graph
+
+    @staticmethod
+    def of(train_graph: fx.GraphModule, eval_graph: fx.GraphModule) -> nn.Module:
+        """The train graph alone when both modes trace to the same code (the usual case), else a ``ByMode``."""
+        return train_graph if train_graph.code == eval_graph.code else ByMode(train_graph, eval_graph)
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return (self.graph if self.training else self.__dict__["eval_graph"])(*args)
+
+
+@contextlib.contextmanager
+def _in_mode(model: nn.Module, training: bool):
+    """``model`` in train (or eval) mode for the block; every submodule's own mode restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.train(training)
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.train(mode)
+
+
+def _split_traced_once(model: nn.Module, layer: str) -> tuple[fx.GraphModule, fx.GraphModule]:
+    """``_split_traced`` in the model's current mode."""
     graph, cut = _cut_point(model, layer)
     nodes = list(graph.nodes)
     i = nodes.index(cut)

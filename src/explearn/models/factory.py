@@ -32,10 +32,24 @@ def import_factory(spec: str) -> Callable[..., nn.Module]:
         module = importlib.import_module(module_name)
     except ImportError as err:
         raise ConfigError(f"--backbone {spec}: cannot import module {module_name!r} ({err})") from None
+    except Exception as err:  # noqa: BLE001 - the user's module fails while it is imported (SyntaxError, ...)
+        raise ConfigError(f"--backbone {spec}: importing module {module_name!r} raised {_where(err)}") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ConfigError(f"--backbone {spec}: module {module_name!r} has no function {attr!r}")
     return fn
+
+
+def _where(err: BaseException) -> str:
+    """``TypeError: message (mymodels.py, line 12)``: an exception of the user's code and where it was raised."""
+    import traceback
+
+    frames = traceback.extract_tb(err.__traceback__)
+    if isinstance(err, SyntaxError) and err.filename:
+        at = f" ({os.path.basename(err.filename)}, line {err.lineno})"
+    else:
+        at = f" ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(err).__name__}: {err}{at}"
 
 
 def backbone_model(spec: str, n_classes: int, feature_layer: str, input_shape: tuple[int, ...],
@@ -47,7 +61,13 @@ def backbone_model(spec: str, n_classes: int, feature_layer: str, input_shape: t
     Raises:
         ConfigError: as ``import_factory`` and ``from_backbone``, or when the function does not return a module.
     """
-    net = import_factory(spec)(n_classes)
+    fn = import_factory(spec)
+    try:
+        net = fn(n_classes)
+    except Exception as err:  # noqa: BLE001 - the user's function: a wrong signature, a bug, a missing file ...
+        raise ConfigError(f"--backbone {spec}: calling {spec.partition(':')[2]}(n_classes={n_classes}) raised "
+                          f"{_where(err)}; the function must take the number of classes and return an nn.Module"
+                          ) from None
     if not isinstance(net, nn.Module):
         raise ConfigError(f"--backbone {spec}: the function returned {type(net).__name__}, not an nn.Module")
     model = from_backbone(net, feature_layer, input_shape, mapping, output)
