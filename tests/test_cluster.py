@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -226,21 +227,34 @@ def test_a_killed_worker_only_delays_its_runs(backend, request, tmp_path):
         address = None
 
         def kill():
-            victim = multiprocessing.active_children()[0]  # a worker process of the sweep's pool
-            os.kill(victim.pid, signal.SIGKILL)
-            return [victim.pid]
+            children = multiprocessing.active_children()  # the worker processes of the sweep's pool
+            if not children:
+                return []
+            os.kill(children[0].pid, signal.SIGKILL)
+            return [children[0].pid]
 
     killed: list = []
     counts: list[int] = []
 
+    def killer() -> None:
+        # once a run is stored, kill a worker the moment one holds a run (the sweep keeps one group per worker in
+        # flight, so that concurrent launches share the work: between groups no worker may hold one)
+        deadline = time.monotonic() + 60
+        while not counts and time.monotonic() < deadline:
+            time.sleep(0.01)
+        while not any(killed) and len(counts) < len(runs) and time.monotonic() < deadline:
+            killed.append(kill())
+            time.sleep(0.01)
+
     def progress(done: int, total: int) -> None:
         counts.append(done)
-        # after a finished run, while another worker is busy; the sweep keeps one group per worker in flight (so
-        # that concurrent launches share the work), so at a given moment no worker may hold one: try again later
-        if not any(killed) and done < total:
-            killed.append(kill())
 
-    outcome = run_sweep(runs, RunStore(tmp_path), workers=2, progress=progress, cluster=address)
+    thread = threading.Thread(target=killer)
+    thread.start()
+    try:
+        outcome = run_sweep(runs, RunStore(tmp_path), workers=2, progress=progress, cluster=address)
+    finally:
+        thread.join()
     assert any(killed), "the kill should hit a worker that holds a run"
     ids = sorted(r.run_id for r in runs)
     assert sorted(outcome.trained) == ids and not outcome.failed

@@ -72,15 +72,18 @@ def test_report_on_a_folder_that_is_not_a_report(tmp_path, capsys):
     assert "manifest.json not found" in capsys.readouterr().err
 
 
-def test_a_report_with_no_finished_run_renders(tmp_path):
+def test_a_report_with_no_finished_run_is_not_rendered(tmp_path):
+    """Rendering it would write empty tables over the report's (issue 12, item 10 follow-up: it used to render,
+    and emptied the committed reports, whose runs are not committed); nothing is written."""
     import json
 
-    from explearn.report import render
+    from explearn.report import NoStoredRuns, render
 
     spec = {"headline": "test/acc", "settings": ["s"], "methods": ["standard"], "figures": ["convergence"]}
     (tmp_path / "manifest.json").write_text(json.dumps({
         "collection": "x", "preset": "smoke", "specs": {"e": spec},
         "entries": [{"experiment": "e", "setting": "s", "method": "standard", "seed": 0, "role": "eval",
                      "candidate": "{}", "run_id": "0123456789abcdef"}], "search": [], "timing": None}))
-    text = render(tmp_path).read_text()
-    assert "1 runs of the manifest have not finished" in text
+    with pytest.raises(NoStoredRuns, match="the runs of this report are not in"):
+        render(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]

@@ -91,8 +91,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, input_shape: tuple[in
                "digest": _digest(meta_json, state)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # opened here, not by torch.save: an OSError then names the file and atomic_path reports it as ``path``'s
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
     return path
 
 

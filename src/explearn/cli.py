@@ -21,6 +21,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.run(args)
+    except KeyboardInterrupt as stop:  # Ctrl-C: what was stored is said in one line, not a traceback
+        detail = f": {stop.args[0]}" if stop.args else ""
+        print(f"explearn: interrupted{detail}", file=sys.stderr)
+        return INTERRUPTED
     except BrokenPipeError:  # `explearn predict ... | head`: the reader left; no message, as other Unix tools
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit flush does not fail again
         return 1
@@ -29,12 +33,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+#: the exit code of a command stopped by Ctrl-C (SIGINT), as shells report it: 128 + 2
+INTERRUPTED = 130
+
+
 def _seed(text: str) -> int:
-    """argparse type of --seed and --data-seed: an integer >= 0 (``config.check_seed``)."""
+    """argparse type of --seed and --data-seed: an integer from 0 to 2^63 - 1 (``config.check_seed``)."""
     try:
         return check_seed(int(text), "seed")
     except (ValueError, ConfigError):
-        raise argparse.ArgumentTypeError(f"a seed must be an integer >= 0, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"a seed must be an integer from 0 to 2^63 - 1, got {text!r}") from None
 
 
 def _count(text: str) -> int:
@@ -269,13 +277,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from explearn.datasets import load
-    from explearn.outputs import check_output_folder
+    from explearn.outputs import check_output_folder, json_with
     from explearn.train import _device, train
 
     _device(args.device)  # a device this machine lacks is reported before any data are made
     if args.out:
         check_output_folder(args.out, "--out", targets=[Path(args.out) / "result.json"],
-                            ours=_json_with("config", "metrics"), what="a result.json written by `explearn train`")
+                            ours=json_with("config", "metrics"), what="a result.json written by `explearn train`")
     data = load(args.dataset, seed=args.data_seed, **_data_options(args.data, {"seed": "--data-seed N"}))
     result = train(data, args.method, args.seed, model=args.model, **_training_options(args))
     m = result.metrics
@@ -408,18 +416,6 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _json_with(*keys: str):
-    """Whether a file is a JSON object holding ``keys``: how a command recognises a JSON file it wrote."""
-    import json
-
-    def ours(path) -> bool:
-        with open(path) as fh:
-            data = json.load(fh)
-        return isinstance(data, dict) and all(k in data for k in keys)
-
-    return ours
-
-
 def _data_options(items: list[str] | None, elsewhere: dict[str, str]) -> dict[str, str]:
     """``--data KEY=VALUE`` options, refusing the keys that a command takes another way (``elsewhere``: key -> how,
     e.g. the data seed as ``--data-seed N``)."""
@@ -451,12 +447,17 @@ def _text_starting(prefix: str):
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from explearn.outputs import check_output_folder
     from explearn.reproduce import reproduce
+    from explearn.sweep import RunStore
 
     out = args.out or str(Path("reports") / Path(args.collection).name)
-    check_output_folder(out, "--out")  # before hours of training, not after
-    summaries, outcome = reproduce(args.collection, args.preset, out, args.workers, args.only, cluster=args.cluster)
+    try:  # --out is checked inside, before any planning or training
+        summaries, outcome = reproduce(args.collection, args.preset, out, args.workers, args.only,
+                                       cluster=args.cluster, option="--out")
+    except KeyboardInterrupt:
+        runs = RunStore(Path(out) / "runs")
+        raise KeyboardInterrupt(f"the {len(runs.finished())} runs finished so far are stored in {runs.root}; run "
+                                "the same command again to resume") from None
     for summary in summaries:
         print(summary.read_text())
     for run_id, text in outcome.failed.items():
@@ -471,20 +472,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from explearn.bench import append_log, markdown, run_bench
-    from explearn.outputs import check_output_file
+    from explearn.outputs import check_distinct, check_output_file, json_with
 
     log = Path(args.log) if args.log else Path(__file__).resolve().parents[2] / "benchmarks" / "LOG.md"
+    check_distinct({"--log": log, "--json": args.json})  # the JSON would replace the log it was just appended to
     check_output_file(log, "--log", ours=_text_starting("# Benchmark log"), what="a benchmark log (it is appended to)")
     if args.json:
-        check_output_file(args.json, "--json", ours=_json_with("machine", "workloads"),
+        check_output_file(args.json, "--json", ours=json_with("machine", "workloads"),
                           what="figures written by `explearn bench --json`")
     figures = run_bench(quick=args.quick, log=lambda line: print(line, file=sys.stderr))
     text = markdown(figures)
     print(text)
+    log.parent.mkdir(parents=True, exist_ok=True)  # the check above leaves no folder it created
     append_log(log, text)
     print(f"appended to {log}")
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=1))
+        atomic_write(args.json, json.dumps(figures, indent=1))
         print(f"wrote {args.json}")
     return 0
 
@@ -492,7 +495,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from explearn.report import render
+    from explearn.report import check_runs_stored, render
+    from explearn.results import collect
 
     root = Path(args.dir)
     if root.is_file():
@@ -502,9 +506,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if not folders:
         raise FileNotFoundError(f"{root / 'manifest.json'} not found (nor in a subfolder): not a report folder "
                                 "written by `explearn reproduce`")
-    summaries = [render(folder) for folder in folders]
+    loaded = [(folder, collect(folder)) for folder in folders]
+    for folder, results in loaded:  # every folder checked before any is written: a refusal changes nothing
+        check_runs_stored(folder, results)
+    summaries = [render(folder, results) for folder, results in loaded]
     for summary in summaries:
         print(summary.read_text())
+    for folder, results in loaded:
+        for run_id, problem in sorted(results.damaged.items()):
+            print(f"explearn: warning: {folder}: run {run_id} counts as missing: {problem}", file=sys.stderr)
     for summary in summaries:
         print(f"report: {summary}")
     return 0

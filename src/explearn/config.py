@@ -90,15 +90,21 @@ def parse_assignments(items: list[str] | None, where: str) -> dict[str, str]:
     return out
 
 
+#: the largest seed: torch's generators take 64-bit seeds but wrap at 2^63 (2^63 seeds like 0)
+MAX_SEED = 2**63 - 1
+
+
 def check_seed(seed: Any, where: str) -> int:
-    """``seed`` as a seed: an integer >= 0 (numpy's generators refuse negative seeds; torch would accept them, so
-    the rule is checked here, once, for every seed explearn takes).
+    """``seed`` as a seed: an integer in [0, 2^63 - 1] (numpy's generators refuse negative seeds, torch's would
+    accept them, and wrap larger ones: seed 2^63 draws what seed 0 draws), so the rule is checked here, once, for
+    every seed explearn takes. Numpy integers become ``int``.
 
     Raises:
-        ConfigError: naming ``where`` (e.g. ``--data-seed``), for a negative number, a float or a non-number.
+        ConfigError: naming ``where`` (e.g. ``--data-seed``), for a negative or too large number, a float or a
+            non-number.
     """
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ConfigError(f"{where}: a seed must be an integer >= 0, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{where}: a seed must be an integer from 0 to 2^63 - 1, got {seed!r}")
     return int(seed)
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from explearn.checkpoint import Checkpoint
 from explearn.datasets.images import (IMAGE_EXTENSIONS, MAX_STRETCH, aspect_off, list_images, mask_format_problem,
                                       open_image, orientation_note)
-from explearn.errors import DataError
+from explearn.errors import ConfigError, DataError
 from explearn.files import atomic_path
 
 Attribution = Literal["input_gradient", "gradcam"]
@@ -135,8 +135,21 @@ def attribution_maps(ckpt: Checkpoint, x: torch.Tensor, kind: Attribution = "inp
     if kind == "gradcam":
         with torch.no_grad():
             predicted = ckpt.model(x).argmax(1)
-        return upsample_map(grad_cam(ckpt.model, x, predicted), tuple(x.shape[2:]))
+        try:
+            cam = grad_cam(ckpt.model, x, predicted)
+        except ConfigError as err:
+            if "feature map" not in str(err):
+                raise
+            raise ConfigError("--attribution gradcam needs a spatial feature map at the classifier's input, and this "
+                              f"model's features are vectors of shape {_feature_shape(ckpt, x)}; use --attribution "
+                              "input_gradient") from None
+        return upsample_map(cam, tuple(x.shape[2:]))
     raise DataError(f"unknown attribution {kind!r}; known: input_gradient, gradcam")
+
+
+def _feature_shape(ckpt: Checkpoint, x: torch.Tensor) -> tuple[int, ...]:
+    with torch.no_grad():
+        return tuple(ckpt.model.mapping(ckpt.model.features(x[:1])).shape[1:])
 
 
 def find_masks(files: Sequence[Path], masks_dir: Path | None) -> list[Path | None]:

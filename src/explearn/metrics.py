@@ -33,7 +33,8 @@ def balanced_accuracy(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> fl
 
 
 def minority_class(train_counts: Sequence[int]) -> int | None:
-    """The class with the fewest training samples, or None when no single class has the fewest.
+    """The class with the fewest training samples (of the classes that have any), or None when no single class has
+    the fewest.
 
     "Minority class" is only defined for imbalanced training data: on balanced classes (or when two classes tie
     for the fewest samples) there is no minority, so no minority-class accuracy is reported rather than the
@@ -42,9 +43,10 @@ def minority_class(train_counts: Sequence[int]) -> int | None:
     Args:
         train_counts: number of training samples per class, indexed by class.
     """
-    if not train_counts:
+    present = [count for count in train_counts if count > 0]  # a class without training samples is absent, not rare
+    if len(present) < 2:
         return None
-    fewest = min(train_counts)
+    fewest = min(present)
     smallest = [k for k, count in enumerate(train_counts) if count == fewest]
     return smallest[0] if len(smallest) == 1 else None
 
@@ -89,32 +91,40 @@ def epochs_to_fraction(curve: Sequence[float], fraction: float = 0.95) -> int | 
 #: metric names (the part after the last "/") that are shares of points or of attribution mass: always in [0, 1].
 #: Any name with an "acc" word (``acc``, ``balanced_acc``, ``minority_acc``, ``acc_class3``) is an accuracy too.
 SHARES = {"agreement", "align", "wrong_score"}
-#: metric keys that are counts, norms or durations: never negative (matched on any "/"-separated part)
-NON_NEGATIVE = re.compile(r"^(epochs_to_\w+|selected_epoch|grad_\w+|time)$")
+#: metric keys that count epochs of training (matched on any "/"-separated part): from 0 (the value before
+#: training, ``epochs_to_fraction``) to the number of epochs trained
+EPOCH_COUNTS = re.compile(r"^(epochs_to_\w+|selected_epoch)$")
+#: metric keys that are norms or durations: never negative (matched on any "/"-separated part)
+NON_NEGATIVE = re.compile(r"^(grad_\w+|time)$")
 
 
-def metric_bounds(metric: str) -> tuple[float, float]:
+def metric_bounds(metric: str, epochs: int | None = None) -> tuple[float, float]:
     """The values a metric can take, as (lowest, highest); (-inf, inf) for a metric not known to be bounded.
 
     Accuracies of every kind, alignment, the wrong-reason score and pairwise agreement lie in [0, 1] (the rule
     reads the metric's name after the split, so ``test_spurious/acc`` or a new ``*/acc_top2`` are covered);
-    epoch counts, gradient norms and times in [0, inf). Confidence intervals of a mean are kept inside these
-    bounds (``explearn.results.ci95``): the mean of bounded values lies within the same bounds.
+    epoch counts (``epochs_to_95``, ``selected_epoch``) in [0, epochs], or [0, inf) when ``epochs`` is not
+    given; gradient norms and times in [0, inf). Confidence intervals of a mean are kept inside these bounds
+    (``explearn.results.ci95``): the mean of bounded values lies within the same bounds.
 
     Args:
         metric: a metric key such as ``test/acc``, ``agreement``, ``epochs_to_95`` or ``grad_stage1/mean``.
+        epochs: the number of epochs the runs trained (the spec's ``epochs``), if known.
     """
     parts = metric.split("/")
     name = parts[-1]
     if name in SHARES or "acc" in name.split("_"):
         return 0.0, 1.0
+    if any(EPOCH_COUNTS.match(part) for part in parts):
+        return 0.0, math.inf if epochs is None else float(epochs)
     if any(NON_NEGATIVE.match(part) for part in parts):
         return 0.0, math.inf
     return -math.inf, math.inf
 
 
-def difference_bounds(metric: str) -> tuple[float, float]:
-    """The values a difference of two values of ``metric`` can take: [-1, 1] for a metric in [0, 1], and
-    (-inf, inf) for one that is only bounded below."""
-    low, high = metric_bounds(metric)
+def difference_bounds(metric: str, epochs: int | None = None) -> tuple[float, float]:
+    """The values a difference of two values of ``metric`` can take: [low - high, high - low] of
+    ``metric_bounds(metric, epochs)``, so [-1, 1] for a metric in [0, 1], [-epochs, epochs] for an epoch count
+    of runs that trained ``epochs`` epochs, and (-inf, inf) for one that is only bounded below."""
+    low, high = metric_bounds(metric, epochs)
     return low - high, high - low

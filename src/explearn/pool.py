@@ -1,12 +1,17 @@
 """Train a sweep's groups in this process or in local worker processes (the local counterpart of
-``explearn.cluster``); every worker process exits as soon as the process that launched the sweep dies."""
+``explearn.cluster``); every worker process exits as soon as the process that launched the sweep dies, or when
+that process stops the sweep (Ctrl-C, an error). Ctrl-C is the launching process's to handle: the workers ignore
+it, so that a terminal's SIGINT to the whole process group prints no traceback per worker.
+"""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import threading
 import time
 import traceback
@@ -44,7 +49,8 @@ class WorkerPool:
 
     A worker process that dies (killed, out of memory, a crash in native code) breaks the pool: it is replaced by a
     fresh one and the groups it had not returned go again, each at most ``POOL_RESTARTS`` times, after which their
-    runs count as failed.
+    runs count as failed. Closed with groups still in flight (the launch was interrupted or failed, and will store
+    none of their results), the pool ends its worker processes at once rather than waiting for their runs.
     """
 
     def __init__(self, workers: int, runs: int) -> None:
@@ -65,7 +71,8 @@ class WorkerPool:
             ctx = multiprocessing.get_context("spawn")  # no fork: torch's thread pools do not survive it
             self.pool = cf.ProcessPoolExecutor(max_workers=self.size, mp_context=ctx, initializer=exit_with_parent,
                                                initargs=(os.getpid(),))
-        self.futures[self.pool.submit(execute_group, group)] = group
+        with _sigint_ignored():  # worker processes start in submit; they inherit the ignored SIGINT through exec
+            self.futures[self.pool.submit(execute_group, group)] = group
 
     def results(self, timeout: float) -> list[RunResult]:
         done, _ = cf.wait(self.futures, timeout, return_when=cf.FIRST_COMPLETED)
@@ -86,7 +93,7 @@ class WorkerPool:
     def _replace(self, lost: list[list[RunSpec]]) -> list[RunResult]:
         """Stop the broken pool, keep what its other groups returned, and submit the lost groups to a fresh pool
         (or, lost too often, report their runs as failed)."""
-        self.close()
+        self._shutdown()
         out: list[RunResult] = []
         for future, group in self.futures.items():  # after shutdown, every future has its outcome
             error = None if future.cancelled() else future.exception()
@@ -109,19 +116,46 @@ class WorkerPool:
         return out
 
     def close(self) -> None:
+        """Shut the pool down; worker processes still training groups (whose results will not be stored) are ended
+        first, so that an interrupted launch does not wait for their runs."""
+        if self.pool is not None and self.futures:
+            # the executor has no public way to end busy workers before Python 3.14 (terminate_workers)
+            for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+                with contextlib.suppress(OSError, ValueError):  # already gone
+                    process.terminate()
+            self.futures.clear()
+        self._shutdown()
+
+    def _shutdown(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
 
 
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored in this process while inside (only the main thread may set handlers; elsewhere: unchanged),
+    so that processes started meanwhile begin with it ignored, before they run any Python."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def exit_with_parent(parent_pid: int) -> None:
     """Initializer of a local worker process: a daemon thread ends the process as soon as its parent dies (a
-    SIGKILLed sweep would otherwise leave its workers training on, re-parented, each holding its memory).
+    SIGKILLed sweep would otherwise leave its workers training on, re-parented, each holding its memory). SIGINT
+    is ignored: Ctrl-C is for the parent, which ends its workers when it stops.
 
     The parent's sentinel (a pipe the parent holds open, on Windows its process handle) becomes ready when the
     parent dies, however it dies; the parent's pid is checked too, in case a process the parent forked keeps the
     pipe open. Unlike Linux's PR_SET_PDEATHSIG, this does not fire when merely the thread that spawned us exits.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
     sentinels = [parent.sentinel] if parent is not None else []
 

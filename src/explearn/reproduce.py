@@ -69,6 +69,12 @@ def _applicable(hparams: dict[str, Any], method: str) -> dict[str, Any]:
     return {k: v for k, v in hparams.items() if k in names}
 
 
+def search_candidates(spec: ExperimentSpec, setting: Setting, method: str) -> list[dict[str, Any]]:
+    """The candidates of ``method``'s search grid in ``setting`` (keys the setting fixes are not searched); one
+    candidate (possibly ``{}``, the defaults) means no search."""
+    return candidates(spec["search"].get(method, {}), _applicable(setting.hparams, method))
+
+
 def check_settings(spec: ExperimentSpec) -> None:
     """Every method setting of every setting belongs to at least one of its methods (typos are errors)."""
     import dataclasses
@@ -92,7 +98,7 @@ def plan_search(spec: ExperimentSpec) -> list[Planned]:
     check_settings(spec)
     for setting in spec.settings:
         for method in spec.methods_for(setting):
-            options = candidates(spec["search"].get(method, {}), _applicable(setting.hparams, method))
+            options = search_candidates(spec, setting, method)
             if len(options) < 2:
                 continue
             for cand in options:
@@ -134,7 +140,7 @@ def plan_eval(spec: ExperimentSpec, chosen: dict) -> list[Planned]:
         for method in spec.methods_for(setting):
             cand = chosen.get((spec.name, setting.label, method))
             if cand is None:
-                options = candidates(spec["search"].get(method, {}), _applicable(setting.hparams, method))
+                options = search_candidates(spec, setting, method)
                 cand = candidate_key(options[0]) if len(options) == 1 else "{}"
             for seed in range(spec["seeds"]):
                 run = make_run(spec, setting, method, seed, json.loads(cand),
@@ -145,7 +151,8 @@ def plan_eval(spec: ExperimentSpec, chosen: dict) -> list[Planned]:
 
 def reproduce(collection: str = "paper", preset: str = "quick", out: str | Path = "reports/paper",
               workers: int | None = None, only: list[str] | None = None,
-              log: Callable[[str], None] = print, cluster: str | None = None) -> tuple[list[Path], SweepOutcome]:
+              log: Callable[[str], None] = print, cluster: str | None = None,
+              option: str = "out") -> tuple[list[Path], SweepOutcome]:
     """Run the specs of ``collection`` at ``preset`` into ``out`` and render the report(s).
 
     Every run of every spec goes through one search sweep and one evaluation sweep into ``out/runs``, so runs
@@ -155,25 +162,30 @@ def reproduce(collection: str = "paper", preset: str = "quick", out: str | Path 
     Args:
         collection: a shipped collection ("paper", "ablations") or a folder of spec files.
         preset: smoke, quick or full.
-        out: the report folder; runs are stored in ``out/runs`` and reused by later calls.
+        out: the report folder; runs are stored in ``out/runs`` and reused by later calls. Checked before
+            anything is planned or written (``check_out``).
         workers: worker processes (default one per core; 0 = in this process).
         only: names of the specs to run (default all).
         cluster: address of a Dask scheduler to train on (``tcp://host:port``), or "local" for local worker
             processes; default: ``$EXPLEARN_CLUSTER``, else the ``cluster`` entry of the collection's
             ``_defaults.toml``, else local processes. Where runs train changes no run id and no result.
+        option: how messages name ``out`` (the command line: ``--out``).
 
     Returns:
         The paths of the ``summary.md`` files written and the outcome of the sweeps (failed runs with their
-        tracebacks).
+        tracebacks). A report none of whose evaluation runs finished is not rendered (its files stay as they
+        were; ``explearn.report.check_runs_stored``).
 
     Raises:
+        ConfigError: ``out`` is not a folder ``reproduce`` may write (``check_out``); nothing is written then.
         ClusterError: the cluster cannot be used (finished runs stay stored; a relaunch resumes).
     """
-    from explearn.report import render
+    from explearn.report import NoStoredRuns, render
 
     folder = experiments_dir(collection)
     specs = load_specs(folder, preset, only)
     out = Path(out)
+    check_out(out, folder, specs, option)  # before hours of training, not after
     store = RunStore(out / "runs")
     start = time.perf_counter()
     reports = _reports(out, specs)
@@ -198,9 +210,56 @@ def reproduce(collection: str = "paper", preset: str = "quick", out: str | Path 
                      {"seconds": seconds, "trained": len(outcome.trained), "skipped": len(outcome.skipped),
                       "by_other_launch": len(outcome.by_other), "failed": sorted(outcome.failed),
                       "specs": [s.name for s in specs]})
-    summaries = [render(path) for path in reports]
+    summaries = []
+    for path in reports:
+        try:
+            summaries.append(render(path))
+        except NoStoredRuns:  # every evaluation run failed: keep the report that was there, say why below
+            log(f"{path}: not rendered: none of its evaluation runs finished (their failures follow)")
     log(f"{outcome.describe()} in {seconds:.0f} s")
     return summaries, outcome
+
+
+#: the keys by which a manifest.json is recognised as one that ``reproduce`` wrote
+MANIFEST_KEYS = ("collection", "preset", "specs", "entries")
+
+
+def check_out(out: Path, folder: Path, specs: list[ExperimentSpec], option: str = "out") -> None:
+    """Check that ``reproduce`` may write its report(s) and runs into ``out`` (README, "From the shell").
+
+    ``out`` must neither be, hold nor lie inside the collection's folder ``folder``; ``out`` and each report
+    folder of ``specs`` in it (``out/<spec name>`` for specs reported apart) must be new, empty, or a folder that
+    ``reproduce`` wrote (``is_report_folder``): its files are then the ones it replaces, and its finished runs are
+    reused. A file where ``out`` or ``out/runs`` should be is refused too.
+
+    Raises:
+        ConfigError: naming ``option`` and the folder, and listing what is there; nothing is written.
+    """
+    from explearn.errors import ConfigError
+    from explearn.outputs import check_output_folder, check_own_folder
+
+    check_output_folder(out, option, read_folders=[folder],
+                        reason="a report and its runs written there would mix with the spec files")
+    what = "a report folder that `explearn reproduce` wrote (its manifest.json names specs and entries)"
+    for path in dict.fromkeys([out, *_reports(out, specs)]):
+        check_own_folder(path, option, ours=is_report_folder, what=what)
+    if (out / "runs").exists() and not (out / "runs").is_dir():
+        raise ConfigError(f"{option} {out}: {out / 'runs'} is a file; runs are stored in that folder: choose another "
+                          f"folder for the report")
+
+
+def is_report_folder(path: Path) -> bool:
+    """Whether ``reproduce`` wrote the folder ``path``: its ``manifest.json`` is a JSON object with
+    ``MANIFEST_KEYS``, or (a collection reported apart, e.g. the ablation studies) it holds nothing but ``runs/``
+    and at least one folder with such a manifest (names starting with a dot not counted)."""
+    from explearn.outputs import json_with
+
+    manifest = json_with(*MANIFEST_KEYS)
+    if manifest(path / "manifest.json"):
+        return True
+    entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+    reports = [p for p in entries if p.is_dir() and manifest(p / "manifest.json")]
+    return bool(reports) and all(p in reports or (p.name == "runs" and p.is_dir()) for p in entries)
 
 
 def resolve_cluster(cluster: str | None, folder: Path) -> str | None:

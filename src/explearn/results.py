@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
+from explearn.errors import DataError
 from explearn.metrics import difference_bounds, epochs_to_fraction, metric_bounds, pairwise_agreement
 from explearn.sweep import RunStore
 
@@ -31,7 +32,10 @@ class Results:
         predictions: run_id -> {split: predicted classes}, for pairwise agreement.
         examples: (experiment, setting, method) -> the stored example images and attribution maps.
         manifest: the manifest (specs, presets, entries, chosen hyperparameters).
-        missing: manifest entries whose run has not finished (or failed).
+        missing: manifest entries whose run has not finished, failed, or left a damaged ``result.json``.
+        damaged: run id -> what is wrong with its ``result.json`` (beside a ``done`` marker); these runs are
+            among ``missing``.
+        runs_dir: the folder holding the report's runs (``report_dir/runs``, or the shared ``../runs`` of a study).
     """
 
     runs: pd.DataFrame
@@ -40,25 +44,40 @@ class Results:
     examples: dict[tuple[str, str, str], dict[str, Any]]
     manifest: dict[str, Any]
     missing: list[dict[str, Any]] = field(default_factory=list)
+    damaged: dict[str, str] = field(default_factory=dict)
+    runs_dir: Path = Path("runs")
 
     def eval_runs(self) -> pd.DataFrame:
         return self.runs[self.runs["role"] == "eval"]
 
+    def missing_runs(self) -> int:
+        """The number of distinct runs missing (specs that share a run name it in several entries)."""
+        return len({entry["run_id"] for entry in self.missing})
+
 
 def collect(report_dir: str | Path) -> Results:
-    """Load the manifest and every finished run it names from ``report_dir`` (runs live in ``report_dir/runs``)."""
+    """Load the manifest and every finished run it names from ``report_dir`` (runs live in ``report_dir/runs``).
+
+    A run whose ``done`` marker stands beside a damaged ``result.json`` (not JSON, or without the fields a run
+    stores) counts as missing, and ``Results.damaged`` says what is wrong with it.
+
+    Raises:
+        FileNotFoundError: no ``manifest.json`` in ``report_dir``.
+        DataError: ``manifest.json`` is damaged (``read_manifest``).
+    """
     report_dir = Path(report_dir)
-    path = report_dir / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: not a report folder written by `explearn reproduce`")
-    manifest = json.loads(path.read_text())
+    manifest = read_manifest(report_dir / MANIFEST)
     store = RunStore(report_dir / manifest.get("runs", "runs"))  # ablation studies share ../runs
-    rows, curve_rows, predictions, examples, missing = [], [], {}, {}, []
+    rows, curve_rows, predictions, examples, missing, damaged = [], [], {}, {}, [], {}
     for entry in manifest["entries"]:
         if not store.is_done(entry["run_id"]):
             missing.append(entry)
             continue
-        result = store.load(entry["run_id"])
+        result, problem = load_result(store, entry["run_id"], entry["role"])
+        if result is None:
+            damaged[entry["run_id"]] = problem
+            missing.append(entry)
+            continue
         row = {**{k: entry[k] for k in ("experiment", "setting", "method", "seed", "role", "run_id")},
                "candidate": entry.get("candidate", ""), "hparams": json.dumps(result["config"]["hparams"], sort_keys=True),
                "data_seed": result["config"]["data"]["data_seed"]}
@@ -80,7 +99,74 @@ def collect(report_dir: str | Path) -> Results:
                 examples.setdefault((entry["experiment"], entry["setting"], entry["method"]), result["examples"])
     runs = pd.DataFrame(rows, columns=None if rows else [*KEYS, "seed", "role", "run_id", "candidate"])
     curves = pd.concat(curve_rows, ignore_index=True) if curve_rows else pd.DataFrame()
-    return Results(runs, curves, predictions, examples, manifest, missing)
+    return Results(runs, curves, predictions, examples, manifest, missing, damaged, store.root)
+
+
+#: what every manifest has, and what each of its parts holds (``explearn.reproduce`` writes them)
+MANIFEST_KEYS = {"collection": str, "preset": str, "specs": dict, "entries": list}
+MANIFEST_SPEC_KEYS = ("headline", "settings", "methods")
+ENTRY_KEYS = ("experiment", "setting", "method", "seed", "role", "run_id")
+REWRITE = ("it is written by `explearn reproduce`: rerun the command that wrote this folder (same collection, "
+           "--preset and --out; finished runs are reused) to rewrite it")
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A report's ``manifest.json``, checked for the parts a report is drawn from.
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataError: naming the file and what is wrong: empty, not JSON (line and column), not a JSON object, a
+            missing or mistyped key, a spec or entry without its fields, an entry of an experiment it has no spec of.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: not a report folder written by `explearn reproduce`")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty; {REWRITE}")
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
+                        f"{REWRITE}") from None
+    if not isinstance(manifest, dict):
+        raise DataError(f"{path}: holds a JSON {type(manifest).__name__}, not the object of a report manifest; "
+                        f"{REWRITE}")
+    lacking = [key for key in MANIFEST_KEYS if key not in manifest]
+    if lacking:
+        raise DataError(f"{path}: has no {', '.join(map(repr, lacking))}; {REWRITE}")
+    for key, kind in MANIFEST_KEYS.items():
+        if not isinstance(manifest[key], kind):
+            raise DataError(f"{path}: {key!r} is a JSON {type(manifest[key]).__name__}, not a JSON "
+                            f"{_json_type(kind)}; {REWRITE}")
+    for name, spec in manifest["specs"].items():
+        lacking = [k for k in MANIFEST_SPEC_KEYS if not isinstance(spec, dict) or k not in spec]
+        if lacking:
+            raise DataError(f"{path}: spec {name!r} has no {', '.join(map(repr, lacking))}; {REWRITE}")
+        epochs = spec.get("epochs", 1)  # the bound of epoch counts in the report (metric_bounds)
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise DataError(f"{path}: spec {name!r} has 'epochs' {epochs!r}, not a number of epochs >= 1; {REWRITE}")
+    for i, entry in enumerate(manifest["entries"]):
+        lacking = [k for k in ENTRY_KEYS if not isinstance(entry, dict) or k not in entry]
+        if lacking:
+            raise DataError(f"{path}: entry {i} of 'entries' has no {', '.join(map(repr, lacking))}; {REWRITE}")
+        if entry["experiment"] not in manifest["specs"]:
+            raise DataError(f"{path}: entry {i} of 'entries' belongs to experiment {entry['experiment']!r}, which "
+                            f"has no spec in 'specs'; {REWRITE}")
+    if not isinstance(manifest.get("runs", "runs"), str) or not isinstance(manifest.get("search") or [], list):
+        raise DataError(f"{path}: 'runs' must be a folder name and 'search' a list; {REWRITE}")
+    return manifest
+
+
+def _json_type(kind: type) -> str:
+    return {str: "string", dict: "object", list: "array"}[kind]
+
+
+def load_result(store: RunStore, run_id: str, role: str = "eval") -> tuple[dict[str, Any] | None, str]:
+    """The stored result of a finished run, or (None, what is wrong) when its ``result.json`` is not a usable
+    record (``RunStore.read``: the same rule by which a sweep trains such a run again). ``role`` is kept for
+    callers; every record holds predictions."""
+    record, reason = store.read(run_id)
+    return (record, "") if record is not None else (None, f"{store.path(run_id) / 'result.json'}: {reason}")
 
 
 GRADIENT_LOGS = {"grad_norm_stage1": "grad_stage1", "grad_norm_stage2": "grad_stage2"}
@@ -121,10 +207,15 @@ def ci95(values: list[float], bounds: tuple[float, float] = (-math.inf, math.inf
     return float(max(mean - half, bounds[0])), float(min(mean + half, bounds[1]))
 
 
-def aggregate(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+def aggregate(runs: pd.DataFrame, metrics: list[str], epochs: int | None = None) -> pd.DataFrame:
     """Mean, std, 95 % CI and count over seeds, per experiment, setting, method and metric (evaluation runs).
 
-    The CI is kept within the metric's possible values (``explearn.metrics.metric_bounds``; see ``ci95``)."""
+    The CI is kept within the metric's possible values (``explearn.metrics.metric_bounds``; see ``ci95``).
+
+    Args:
+        epochs: the epochs the runs trained (the spec's ``epochs``): the upper bound of epoch counts such as
+            ``epochs_to_95``; None leaves them unbounded above.
+    """
     rows = []
     for keys, group in runs[runs["role"] == "eval"].groupby(KEYS, sort=False):
         for metric in metrics:
@@ -133,28 +224,29 @@ def aggregate(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
             values = [float(v) for v in group[metric].dropna()]
             if not values:  # e.g. stage-2 gradient norms of a method without stage 2
                 continue
-            lo, hi = ci95(values, metric_bounds(metric))
+            lo, hi = ci95(values, metric_bounds(metric, epochs))
             rows.append({**dict(zip(KEYS, keys)), "metric": metric, "n": len(values),
                          "mean": _mean(values), "std": _std(values),
                          "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows)
 
 
-def paired_differences(runs: pd.DataFrame, baseline: str, metrics: list[str]) -> pd.DataFrame:
+def paired_differences(runs: pd.DataFrame, baseline: str, metrics: list[str], epochs: int | None = None) -> pd.DataFrame:
     """Method minus baseline method in the same setting on the same seed (paired), with mean, 95 % CI and the
     count of pairs. The CI is kept within the possible differences (``explearn.metrics.difference_bounds``: [-1, 1]
-    for accuracies and other shares)."""
-    return _paired(runs[runs["role"] == "eval"], method_pairs(runs, baseline), metrics)
+    for accuracies and other shares, [-epochs, epochs] for epoch counts when ``epochs`` is given)."""
+    return _paired(runs[runs["role"] == "eval"], method_pairs(runs, baseline), metrics, epochs)
 
 
 def reference_differences(runs: pd.DataFrame, experiment: str, reference: str, parts: dict[str, dict[str, str]],
-                          metrics: list[str]) -> pd.DataFrame:
+                          metrics: list[str], epochs: int | None = None) -> pd.DataFrame:
     """Each variant minus the reference variant, for the same method, scenario / grid point and seed (paired).
 
     Args:
         parts: setting label -> {"point": scenario and grid part, "variant": variant label} (from the manifest).
+        epochs: the epochs the runs trained, bounding differences of epoch counts (see ``paired_differences``).
     """
-    return _paired(runs[runs["role"] == "eval"], reference_pairs(runs, experiment, reference, parts), metrics)
+    return _paired(runs[runs["role"] == "eval"], reference_pairs(runs, experiment, reference, parts), metrics, epochs)
 
 
 #: (experiment, setting, method) compared with (base setting, base method), and the name of the comparison
@@ -188,7 +280,7 @@ def reference_pairs(runs: pd.DataFrame, experiment: str, reference: str, parts: 
     return pairs
 
 
-def _paired(ev: pd.DataFrame, pairs: list[Pair], metrics: list[str]) -> pd.DataFrame:
+def _paired(ev: pd.DataFrame, pairs: list[Pair], metrics: list[str], epochs: int | None = None) -> pd.DataFrame:
     rows = []
     index = {key: g.set_index("seed") for key, g in ev.groupby(KEYS, sort=False)}
     for experiment, setting, method, base_setting, base_method, label in pairs:
@@ -201,7 +293,7 @@ def _paired(ev: pd.DataFrame, pairs: list[Pair], metrics: list[str]) -> pd.DataF
             diffs = [d for d in diffs if not math.isnan(d)]
             if not diffs:  # the metric does not exist for this method (e.g. stage-2 gradients of standard)
                 continue
-            lo, hi = ci95(diffs, difference_bounds(metric))
+            lo, hi = ci95(diffs, difference_bounds(metric, epochs))
             rows.append({"experiment": experiment, "setting": setting, "method": method, "baseline": label,
                          "metric": metric, "n": len(diffs), "mean": _mean(diffs), "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from explearn.config import check
+from explearn.config import check, check_seed
 from explearn.errors import ConfigError
 
 PRESETS = ("smoke", "quick", "full")
@@ -117,8 +117,10 @@ def load_spec(path: str | Path, preset: str = "quick") -> ExperimentSpec:
     """Read one spec file, merge the folder's ``_defaults.toml`` and the preset, and expand its settings.
 
     Raises:
-        ConfigError: a missing file, a TOML syntax error, an unknown key (with suggestions) or preset, or a bad
-            value; the message names the file.
+        ConfigError: a missing file, a TOML syntax error, an unknown key (with suggestions) or preset, a method
+            named twice, or a bad value: every value a run takes from the spec is checked here by the rules the
+            runs apply (``_check_run_values``), so a bad one stops the sweep before it starts; the message names
+            the file and the key.
     """
     path = Path(path)
     if not path.is_file():
@@ -146,10 +148,18 @@ def load_spec(path: str | Path, preset: str = "quick") -> ExperimentSpec:
         raw.setdefault(key, default)
     where = f"{path} (preset {preset})"
     check(isinstance(raw.get("methods"), list) and raw["methods"], where, "'methods' must be a non-empty list")
+    _check_methods(raw["methods"], where, "methods")
     check(raw["data_seed"] == "run" or isinstance(raw["data_seed"], int), where,
           f"data_seed must be 'run' or an integer, got {raw['data_seed']!r}")
+    if raw["data_seed"] != "run":
+        check_seed(raw["data_seed"], f"{where}: data_seed")
     check(raw["curves"] in ("val", "all"), where, f"curves must be 'val' or 'all', got {raw['curves']!r}")
-    check(isinstance(raw["seeds"], int) and raw["seeds"] >= 1, where, "seeds must be a positive integer")
+    for key in ("seeds", "search_seeds"):
+        check(isinstance(raw[key], int) and not isinstance(raw[key], bool) and raw[key] >= 1, where,
+              f"{key} must be a positive integer, got {raw[key]!r}")
+    check(raw["baseline"] is None or raw["baseline"] in raw["methods"], where,
+          f"baseline {raw['baseline']!r} is not one of the methods ({', '.join(map(str, raw['methods']))}), so "
+          "nothing would be compared with it")
     check(raw["report"] in ("together", "apart"), where, f"report must be 'together' or 'apart', got {raw['report']!r}")
     settings, renamed = _settings(raw, where)
     if raw["reference"] is not None:
@@ -158,7 +168,64 @@ def load_spec(path: str | Path, preset: str = "quick") -> ExperimentSpec:
         check(raw["reference"] in variants, where, f"reference {raw['reference']!r} is not the label of a variant"
               + (f"; did you mean {close[0]!r}?" if close else f" (variants: {', '.join(map(str, variants))})"))
         raw["reference"] = renamed.get(raw["reference"], raw["reference"])  # the variant's label as shown
-    return ExperimentSpec(raw["name"], preset, raw, settings, str(path))
+    spec = ExperimentSpec(raw["name"], preset, raw, settings, str(path))
+    _check_run_values(spec, where)
+    return spec
+
+
+def _check_methods(methods: Any, where: str, key: str) -> None:
+    """A list of method names, each once (a method named twice would train the same runs twice over, and the
+    report would count them twice)."""
+    check(isinstance(methods, list) and all(isinstance(m, str) for m in methods), where,
+          f"{key} must be a list of method names, got {methods!r}")
+    twice = sorted({m for m in methods if methods.count(m) > 1})
+    check(not twice, where, f"{key} names {', '.join(map(repr, twice))} more than once; list each method once")
+
+
+def _check_run_values(spec: ExperimentSpec, where: str) -> None:
+    """Every value a run takes from ``spec``, checked by the rules the runs apply, so that a bad value stops
+    ``load_spec`` (naming the file, the setting and the key) rather than failing every run of the sweep.
+
+    The training values (epochs, batch_size, select, curves, attributions) go through ``TrainConfig``'s checks;
+    the methods through the registry; the dataset, method and model settings of every setting, method and search
+    candidate through ``reproduce.make_run`` (each settings class's ``from_dict`` and its own checks), as the
+    sweep will build them.
+
+    Raises:
+        ConfigError: the first bad value.
+    """
+    from explearn.methods import METHODS
+    from explearn.reproduce import check_settings, make_run, search_candidates
+    from explearn.train import TrainConfig
+
+    raw = spec.raw
+    check(isinstance(raw.get("dataset"), str), where, "'dataset' must name a registered dataset (explearn list)")
+    try:
+        TrainConfig(epochs=raw["epochs"], batch_size=raw["batch_size"], select=raw["select"], curves=raw["curves"],
+                    attributions=raw["attributions"])
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {str(err).removeprefix('train: ')}") from None
+    search = raw["search"]
+    check(isinstance(search, Mapping) and all(isinstance(g, Mapping) for g in search.values()), where,
+          "search must be a table of method -> {setting -> list of values}")
+    for method, grid in search.items():
+        for key, values in grid.items():
+            check(isinstance(values, list) and values, where,
+                  f"search.{method}.{key} must be a non-empty list of values, got {values!r}")
+    for setting in spec.settings:
+        for method in spec.methods_for(setting):
+            try:
+                METHODS.get(method)
+            except ConfigError as err:
+                raise ConfigError(f"{where}: setting {setting.label!r}: {err}") from None
+    check_settings(spec)
+    for setting in spec.settings:
+        for method in spec.methods_for(setting):
+            for cand in search_candidates(spec, setting, method):  # what the search and the evaluation runs take
+                try:
+                    make_run(spec, setting, method, 0, cand)
+                except ConfigError as err:
+                    raise ConfigError(f"{where}: setting {setting.label!r}, method {method!r}: {err}") from None
 
 
 def load_specs(folder: str | Path, preset: str = "quick", only: list[str] | None = None) -> list[ExperimentSpec]:
@@ -328,6 +395,8 @@ def _settings(raw: Mapping[str, Any], where: str) -> tuple[tuple[Setting, ...], 
                   **point, **_flatten({k: variant[k] for k in ("hp", "model") if k in variant}),
                   **variant.get("data", {})}
         data, hp, model = _split(values)
+        if "methods" in variant:
+            _check_methods(variant["methods"], where, f"the methods of variant {variant.get('label', '')!r}")
         methods = tuple(variant["methods"]) if "methods" in variant else None
         in_use = _options_in_use(raw, data, hp, model, methods, where)
 

@@ -3,7 +3,8 @@
 Each run is a ``RunSpec``: its full configuration, with every default filled in, hashed into a ``run_id``. The
 store keeps one folder per run id; a run counts as finished only once its ``done`` marker exists, and its result
 is written to a temporary file and renamed before the marker is written, so a sweep killed at any moment leaves
-no half-written record and loses no finished run. A relaunched sweep skips every finished run. A run that raises
+no half-written record and loses no finished run. A relaunched sweep skips every finished run: one whose ``done``
+marker exists and whose ``result.json`` reads as a record (a record damaged since is trained again). A run that raises
 is recorded with its traceback (``error.txt``) and retried by the next launch; the others go on.
 
 Several launches may share one store at the same time (``explearn.claims``): each claims a run (``RunStore.claim``,
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from explearn.config import config_hash, from_dict, json_ready, to_dict
-from explearn.errors import ConfigError
+from explearn.errors import ConfigError, DataError
 from explearn.files import atomic_write
 
 if TYPE_CHECKING:
@@ -106,6 +107,34 @@ class LocksUnsupported(OSError):
     """The store's filesystem has no file locks, so runs cannot be claimed."""
 
 
+#: the fields of one ``history`` entry of a record (``TrainResult.history``: one per epoch, split and metric)
+HISTORY_FIELDS = frozenset({"epoch", "split", "metric", "value"})
+
+
+def record_problem(record: Any) -> str | None:
+    """What makes a stored record unusable, or None: the fields every record has (``record_json``: ``run``, then
+    ``TrainResult.to_json()``) with the types their readers (choosing hyperparameters, the reports) rely on:
+    ``run`` and ``metrics`` objects, ``config`` with ``hparams`` and ``data.data_seed``, a non-empty ``history``
+    of {epoch, split, metric, value} entries (a run trains at least one epoch), and a ``predictions`` object."""
+    if not isinstance(record, dict):
+        return f"holds a JSON {type(record).__name__}, not a run record"
+    missing = [key for key in ("run", "config", "metrics", "history", "predictions") if key not in record]
+    if missing:
+        return f"not a run record: no {', '.join(missing)}"
+    config = record["config"]
+    if not isinstance(config, dict) or not isinstance(config.get("hparams"), dict) \
+            or not isinstance(config.get("data"), dict) or "data_seed" not in config["data"]:
+        return "no 'config' with 'hparams' and 'data.data_seed'"
+    for key in ("run", "metrics", "predictions"):
+        if not isinstance(record[key], dict):
+            return f"'{key}' is not an object"
+    history = record["history"]
+    if not isinstance(history, list) or not history or not all(
+            isinstance(entry, dict) and HISTORY_FIELDS <= entry.keys() for entry in history):
+        return "no 'history' list of {epoch, split, metric, value} entries"
+    return None
+
+
 class RunStore:
     """``root/<run_id>/`` holds ``config.json``, then ``result.json`` and the ``done`` marker once finished, or
     ``error.txt`` if the last attempt failed, and ``claim``, the lock file of the launch training it."""
@@ -120,8 +149,49 @@ class RunStore:
         return (self.path(run_id) / "done").exists()
 
     def load(self, run_id: str) -> dict[str, Any]:
-        """The stored result of a finished run (config, metrics, history, predictions, examples)."""
-        return json.loads((self.path(run_id) / "result.json").read_text())
+        """The stored record of a finished run: ``run`` (its RunSpec config), ``config``, ``metrics``, ``history``,
+        ``predictions``, ``examples``.
+
+        Raises:
+            DataError: ``result.json`` is missing, unreadable or not a record (damaged since it was written),
+                naming the file and how to train the run again.
+        """
+        record, reason = self.read(run_id)
+        if record is None:
+            raise DataError(f"{self.path(run_id) / 'result.json'}: the stored result of a finished run is damaged "
+                            f"({reason}); run the sweep again (e.g. the same `explearn reproduce` command): it trains "
+                            "the run again")
+        return record
+
+    def damaged(self, run_id: str) -> str | None:
+        """Why a run's ``result.json`` is not a record (missing, unreadable, not JSON, ``record_problem``), or None
+        when it is one. Reads and parses the whole file."""
+        return self.read(run_id)[1]
+
+    def read(self, run_id: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(the record, None), or (None, why ``result.json`` is not a record): the one rule for a usable record
+        (``record_problem``), for the sweep deciding what to train again and for the reports."""
+        path = self.path(run_id) / "result.json"
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None, "the file is missing"
+        except OSError as err:
+            return None, f"cannot be read: {err.strerror or err}"
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+            return None, f"not JSON: {err}"
+        problem = record_problem(record)
+        return (None, problem) if problem else (record, None)
+
+    def unmark_damaged(self, run_id: str, log: Callable[[str], None]) -> bool:
+        """Whether a run marked ``done`` has a damaged record; if so, its ``done`` marker is removed (so that it is
+        trained again) and ``log`` says so."""
+        reason = self.damaged(run_id)
+        if reason is None:
+            return False
+        (self.path(run_id) / "done").unlink(missing_ok=True)
+        log(f"{self.path(run_id) / 'result.json'}: damaged ({reason}); the run is trained again")
+        return True
 
     def finished(self) -> list[str]:
         return sorted(p.name for p in self.root.glob("*/done")) if self.root.is_dir() else []
@@ -246,7 +316,8 @@ def run_sweep(runs: Iterable[RunSpec], store: RunStore, workers: int | None = No
             another launch.
         cluster: address of a Dask scheduler (``tcp://host:port``) to train on instead of local processes
             (see ``explearn.cluster``); None or "" for local processes.
-        log: where to say why the sweep waits, or that runs cannot be claimed; default: standard error.
+        log: where to say why the sweep waits, that runs cannot be claimed, or that a finished run's record is
+            damaged (it is trained again); default: standard error.
 
     Returns:
         A ``SweepOutcome``. Failed runs do not stop the sweep; their tracebacks are in the outcome and the store.
@@ -259,9 +330,11 @@ def run_sweep(runs: Iterable[RunSpec], store: RunStore, workers: int | None = No
         raise ConfigError(f"workers must be an integer >= 0 (0: train in this process), got {workers!r}")
     unique = {r.run_id: r for r in runs}
     outcome = SweepOutcome()
+    log = log or _to_stderr
     todo = []
     for run_id, run in unique.items():
-        if store.is_done(run_id):
+        # a finished run's record is read once per launch: a damaged one would stop whoever reads it later
+        if store.is_done(run_id) and not store.unmark_damaged(run_id, log):
             outcome.skipped.append(run_id)
         else:
             todo.append(run)
@@ -269,7 +342,7 @@ def run_sweep(runs: Iterable[RunSpec], store: RunStore, workers: int | None = No
         return outcome
     from explearn.claims import SweepQueue
 
-    queue = SweepQueue(todo, store, outcome, progress, log or _to_stderr)
+    queue = SweepQueue(todo, store, outcome, progress, log)
     if cluster:
         from explearn.cluster import cluster_results
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,7 +47,12 @@ class TrainConfig:
     attributions: int = 0
 
     def __post_init__(self) -> None:
-        check_seed(self.seed, "train: run seed")
+        object.__setattr__(self, "seed", check_seed(self.seed, "train: run seed"))  # numpy integers become int
+        for key in ("epochs", "batch_size", "attributions"):
+            value = getattr(self, key)
+            check(isinstance(value, numbers.Integral) and not isinstance(value, bool), "train",
+                  f"{key} must be an integer, got {value!r}")
+            object.__setattr__(self, key, int(value))
         check(self.epochs >= 1, "train", f"epochs must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, "train", f"batch_size must be >= 1, got {self.batch_size}")
         check(self.select in ("best_val", "best_val_balanced", "last"), "train",
@@ -149,7 +155,9 @@ def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Ma
     # may assume (x.view(B, -1) fails on a channels-last map)
     layout = torch.channels_last if isinstance(model, str) else torch.contiguous_format
     net = check_model(net).to(dev, memory_format=layout)
-    splits = {name: ds.to(dev, channels_last=layout == torch.channels_last) for name, ds in data.eval_splits().items()}
+    dtype = next((p.dtype for p in net.parameters() if p.is_floating_point()), torch.float32)  # data as the weights
+    splits = {name: ds.to(dev, channels_last=layout == torch.channels_last, dtype=dtype)
+              for name, ds in data.eval_splits().items()}
     batches_per_epoch = len(batch_bounds(len(data.train), cfg.batch_size))
     algo: Method = method_cls(net, hp, batches_per_epoch)
     minority = minority_class(data.train.class_counts())

@@ -34,7 +34,7 @@ def test_no_mask_means_no_sample_has_one():
     ({"y": torch.tensor([0, 1, -1, 1])}, r"label -1 at sample 2 is outside \[0, 2\)"),
     ({"y": torch.tensor([0, 1, 5, 1]), "n_classes": 2}, r"label 5 at sample 2 is outside \[0, 2\)"),
     ({"y": torch.zeros(4, dtype=torch.long)}, "need at least 2 classes"),
-    ({"mask": torch.ones(4, 1, 8, 7)}, r"mask must have shape \(4, 1, 8, 8\) or \(4, 1, 8, 8\) to match x, got \(4, 1, 8, 7\)"),
+    ({"mask": torch.ones(4, 1, 8, 7)}, r"mask must have shape \(4, 1, 8, 8\) to match x, got \(4, 1, 8, 7\)"),
     ({"mask": torch.ones(4, 3, 8, 8)}, "mask must have shape"),
     ({"mask": torch.full((4, 1, 8, 8), 1.5)}, r"mask values must lie in \[0, 1\], found range \[1.5, 1.5\] \(first offending sample: 0\)"),
     ({"mask": torch.ones(4, 1, 8, 8).index_put_((torch.tensor([3]),), torch.tensor(float("nan")))}, "mask contains .* NaN"),

@@ -90,11 +90,11 @@ def test_float_settings_refuse_non_finite_unless_allowed():
 
 
 @pytest.mark.parametrize("option, value", [("--data-seed", "-1"), ("--seed", "-1"), ("--data-seed", "1.5"),
-                                           ("--seed", "abc"), ("--data-seed", "")])
+                                           ("--seed", "abc"), ("--data-seed", ""), ("--seed", str(2**63))])
 def test_seeds_are_integers_from_zero(option, value, capsys):
     """The issue's case: `--data-seed -1` ended in numpy's traceback."""
     err = _error([*TRAIN, option, value], capsys)
-    assert f"argument {option}: a seed must be an integer >= 0, got {value!r}" in err
+    assert f"argument {option}: a seed must be an integer from 0 to 2^63 - 1, got {value!r}" in err
 
 
 def test_fit_data_seed(tmp_path, capsys):
@@ -105,15 +105,34 @@ def test_fit_data_seed(tmp_path, capsys):
 def test_seed_rule_in_the_library():
     from explearn import datasets, train
 
-    assert check_seed(np.int64(3), "x") == 3
-    for bad in (-1, 1.0, True, "1"):
-        with pytest.raises(ConfigError, match="a seed must be an integer >= 0"):
+    assert check_seed(np.int64(3), "x") == 3 and type(check_seed(np.int64(3), "x")) is int
+    assert check_seed(2**63 - 1, "x") == 2**63 - 1
+    # a newcomer's cases: 2^63 trained exactly what seed 0 trains (torch wraps), 2^64 ended in a traceback
+    for bad in (-1, 1.0, True, "1", 2**63, 2**64):
+        with pytest.raises(ConfigError, match=r"a seed must be an integer from 0 to 2\^63 - 1"):
             check_seed(bad, "x")
-    with pytest.raises(ConfigError, match="data seed: a seed must be an integer >= 0, got -1"):
+    with pytest.raises(ConfigError, match=r"data seed: a seed must be an integer from 0 to 2\^63 - 1, got -1"):
         datasets.load("triangles", seed=-1, n_train=16, n_val=8, n_test=8, image_size=16)
     data = datasets.load("triangles", seed=0, n_train=16, n_val=8, n_test=8, image_size=16)
-    with pytest.raises(ConfigError, match="run seed: a seed must be an integer >= 0, got -2"):
+    with pytest.raises(ConfigError, match=r"run seed: a seed must be an integer from 0 to 2\^63 - 1, got -2"):
         train(data, "standard", seed=-2, epochs=1, quiet=True)
+    # numpy integers and integer-valued types are taken as the seed they are; floats and booleans are refused
+    assert train(data, "standard", seed=np.int64(3), epochs=1, quiet=True).config["seed"] == 3
+    with pytest.raises(ConfigError, match="batch_size must be an integer, got 2.5"):
+        train(data, "standard", seed=0, batch_size=2.5, epochs=1, quiet=True)
+
+
+def test_train_many_takes_the_seeds_train_takes():
+    # a newcomer's cases: train_many ran int(seed): 1.5 and True became seed 1, "01" became seeds 0 and 1
+    from explearn import datasets
+    from explearn.vectorized import train_many
+
+    data = datasets.load("triangles", seed=0, n_train=16, n_val=8, n_test=8, image_size=16)
+    for seeds, message in (([1.5], r"seeds\[0\]: a seed must be an integer"), ([True], "seeds\\[0\\]"),
+                           ("01", "seeds must be a list"), (3, "seeds must be a list"), ([None], "seeds\\[0\\]"),
+                           ([0, 0], "seed\\(s\\) 0 given more than once")):
+        with pytest.raises(ConfigError, match=message):
+            train_many(data, seeds, "standard", model="mlp", epochs=1)
 
 
 @pytest.mark.parametrize("value", ["-1", "x", "1.5"])
@@ -362,21 +381,26 @@ def test_checkpoint_metadata_with_numpy_scalars(tmp_path):
 
 
 def test_a_learning_rate_that_diverges_stops_with_a_message(capsys):
-    # issue 12 item 8: `--hp lr=1e308` is finite, so accepted, but training turns every weight into NaN; a model
-    # of NaN weights predicts class 0 everywhere, an accuracy that looks like a result
+    # issue 12 item 8: `--hp lr=1e308` was accepted and trained every weight into NaN; a model of NaN weights
+    # predicts class 0 everywhere, an accuracy that looks like a result. A learning rate beyond float32 cannot
+    # be applied at all (a newcomer's case: 1e39 ended in the optimiser's overflow traceback); a finite one that
+    # diverges stops training with a message
     from explearn import datasets, train
     from explearn.train import TrainingDiverged
 
     data = datasets.triangles(n_train=16, seed=0, n_val=8, n_test=8, image_size=16)
-    with pytest.raises(TrainingDiverged, match=r"method 'standard', run seed 3: training diverged in epoch 1 \((a weight|.*nan)"):
-        train(data, "standard", 3, hparams={"lr": 1e308}, epochs=2, quiet=True)
+    for lr in (1e308, 1e39):
+        with pytest.raises(ConfigError, match=r"lr = 1e\+(308|39) is beyond the float32 range"):
+            train(data, "standard", 3, hparams={"lr": lr}, epochs=2, quiet=True)
+    with pytest.raises(TrainingDiverged, match=r"method 'standard', run seed 3: training diverged in epoch [12] \((a weight|.*nan)"):
+        train(data, "standard", 3, hparams={"lr": 1e30}, epochs=2, quiet=True)
     from explearn.vectorized import train_many
 
-    with pytest.raises(TrainingDiverged, match="run seed 4: training diverged in epoch 1"):
-        train_many(data, [4, 5], "standard", hparams={"lr": 1e308}, model="mlp", epochs=2)
-    code = main(["train", "--hp", "lr=1e308", "--data", "n_train=16", "--data", "n_val=8", "--data", "n_test=8",
-                 "--data", "image_size=16", "--epochs", "1", "--quiet"])
-    assert code == 2 and "training diverged in epoch 1" in capsys.readouterr().err
+    with pytest.raises(TrainingDiverged, match="run seed 4: training diverged in epoch [12]"):
+        train_many(data, [4, 5], "standard", hparams={"lr": 1e30}, model="mlp", epochs=2)
+    code = main(["train", "--hp", "lr=1e30", "--data", "n_train=16", "--data", "n_val=8", "--data", "n_test=8",
+                 "--data", "image_size=16", "--epochs", "2", "--quiet"])
+    assert code == 2 and "training diverged in epoch" in capsys.readouterr().err
 
 
 def test_options_given_twice_in_different_places(tmp_path, capsys):
@@ -410,3 +434,48 @@ def test_backbone_for_a_registered_model_checkpoint_is_refused(tmp_path, capsys)
                            class_names=["a", "b"], model_spec={"name": "small_cnn", "options": {}})
     with pytest.raises(CheckpointError, match="holds the registered model 'small_cnn'.*leave --backbone x:y out"):
         load_checkpoint(path, backbone="x:y")
+
+
+def test_huge_mask_parameters_act_as_the_image_size():
+    # a newcomer's cases: --data mask_transform=dilate --data mask_param=1e9 (and soft) hung; erode 1e6 and pool 1e9
+    # ended in allocator tracebacks. A radius or block wider than the image gives the masks of one as wide as it.
+    from explearn.datasets.masks import transform_masks
+
+    mask = torch.zeros(2, 1, 12, 16)
+    mask[:, :, 4:7, 5:9] = 1.0
+    for name in ("dilate", "erode", "pool"):
+        assert torch.equal(transform_masks(mask, name, 1e9), transform_masks(mask, name, 16)), name
+    assert torch.equal(transform_masks(mask, "dilate", 1e9), torch.ones_like(mask))
+    wide = transform_masks(mask, "soft", 1e9)
+    assert torch.allclose(wide, transform_masks(mask, "soft", 1e6)) and float(wide.min()) > 0.5
+
+
+def test_sizes_that_cannot_fit_in_memory_are_refused(tmp_path, monkeypatch, capsys):
+    # a newcomer's cases: --data image_size=100000 for triangles ended in numpy's _ArrayMemoryError, and a folder
+    # dataset with --data image_size=100000,100000 hung while it swapped (5.5 GB after 12 s)
+    from explearn import datasets
+
+    with pytest.raises(ConfigError, match=r"dataset 'triangles': would need .* GiB of memory .* a smaller image_size"):
+        datasets.triangles(n_train=16, seed=0, n_val=8, n_test=8, image_size=100000)
+    with pytest.raises(ConfigError, match="more than Pillow's limit of 89,478,485 pixels"):
+        datasets.load_folder(tmp_path, image_size=(100000, 100000))
+    from tests.field.image_folders import make_folder
+
+    root = make_folder(tmp_path / "d")
+    pages = {"SC_AVPHYS_PAGES": 2**18, "SC_PAGE_SIZE": 4096}  # 1 GiB free, whatever this machine has
+    monkeypatch.setattr("explearn.datasets.base.os.sysconf", pages.__getitem__)
+    with pytest.raises(ConfigError, match=r"would need 7.2 GiB of memory for its tensors, 1.0 GiB are free"):
+        datasets.load_folder(root, image_size=(9000, 9000))  # 6 images x (3 + 1 mask) planes x 81M float32
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130(monkeypatch, capsys):
+    """Issue 12 item 3: Ctrl-C (KeyboardInterrupt) in any command: one line, exit code 130 (128 + SIGINT) as
+    shells report it, no traceback. `reproduce` also says what is stored (tests/field/test_shared_sweeps.py)."""
+    cli = importlib.import_module("explearn.cli")
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_list", interrupted)
+    assert main(["list"]) == 130
+    assert capsys.readouterr().err == "explearn: interrupted\n"

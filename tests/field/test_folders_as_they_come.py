@@ -416,3 +416,18 @@ def test_folders_named_in_another_case_are_pointed_to(tmp_path):
         "but file names are case-sensitive: set --data labels=Labels.csv (labels=\"Labels.csv\" in Python)",
         "images/: folder not found; Images/ exists, but folder names are case-sensitive: set --data images=Images "
         "(images=\"Images\" in Python)"]
+
+
+def test_in_memory_messages_say_what_to_do():
+    # a newcomer's cases: a validation split of one class said only "need at least 2 classes, got n_classes=1";
+    # a mask shape error repeated "(4, 1, 16, 16) or (4, 1, 16, 16)" for one-channel images
+    import torch
+
+    from explearn import ExplanationDataset
+    from explearn.errors import DataError
+
+    with pytest.raises(DataError, match=r"my/val: need at least 2 classes.*labels are all 0.*pass n_classes=K"):
+        ExplanationDataset(torch.rand(3, 1, 4, 4), torch.zeros(3, dtype=torch.long), name="my/val")
+    assert ExplanationDataset(torch.rand(3, 1, 4, 4), torch.zeros(3, dtype=torch.long), n_classes=2).n_classes == 2
+    with pytest.raises(DataError, match=r"mask must have shape \(3, 1, 4, 4\) to match x, got \(3, 2, 4, 4\)$"):
+        ExplanationDataset(torch.rand(3, 1, 4, 4), torch.tensor([0, 1, 0]), torch.rand(3, 2, 4, 4))

@@ -299,3 +299,34 @@ def test_code_that_reads_the_training_flag_keeps_both_modes():
     data = datasets.triangles(n_train=12, seed=0, n_val=8, n_test=8, image_size=16, n_classes=4)
     train(data, "two_stage", 0, model=from_backbone(MNISTStyle(aux=True), "layer1", (1, 16, 16), output=0),
           epochs=1, batch_size=4, quiet=True)
+
+
+def test_images_of_another_float_type_train_in_the_models_type():
+    # found by a newcomer: ExplanationDataset accepts float64 images (documented), but training then failed with
+    # "Input type (double) and bias type (float) should be the same"; float16 likewise
+    data = datasets.triangles(n_train=12, seed=0, n_val=8, n_test=8, image_size=16)
+    ref = train(data, "rrr", 0, epochs=1, batch_size=4, quiet=True)
+    for dtype in (torch.float64, torch.float16):
+        cast = Splits(*(ExplanationDataset(d.x.to(dtype), d.y, d.mask) for d in (data.train, data.val, data.test)))
+        result = train(cast, "rrr", 0, epochs=1, batch_size=4, quiet=True)
+        assert next(result.model.parameters()).dtype == torch.float32
+        if dtype == torch.float64:  # float64 -> float32 is exact for these images: the same run
+            assert result.history == ref.history
+
+
+@pytest.mark.parametrize("method", ["standard", "two_stage", "rrr", "two_stage_no_mapping", "counterexamples",
+                                    "joint", "hint", "rrr_gradcam"])
+def test_hidden_inplace_code_is_named_by_every_method(method):
+    # a newcomer's case: with an identity mapping, a classifier whose forward calls z.relu_() ended in autograd's
+    # "modified by an inplace operation" for most methods; every method now names the in-place code
+    torch.manual_seed(0)
+    net = ExplainableNet(nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU()), nn.Identity(), HiddenInplace())
+    data = datasets.triangles(n_train=12, seed=0, n_val=8, n_test=8, image_size=16)
+    with pytest.raises(ConfigError, match="modifies its input m\\(f\\(x\\)\\) in place"):
+        train(data, method, 0, model=net, epochs=1, batch_size=4, quiet=True)
+
+
+def test_a_wrong_input_shape_is_named():
+    # a newcomer's case: from_backbone(net, ..., (3, 32, 32)) for a one-channel network gave the raw conv error
+    with pytest.raises(ConfigError, match=r"fails on images of shape \(C, H, W\) = \(3, 8, 8\).*check input_shape"):
+        from_backbone(sequential(False), "2", (3, 8, 8))

@@ -52,6 +52,15 @@ def _no_training(monkeypatch) -> None:
     monkeypatch.setattr(importlib.import_module("explearn.train"), "train", train)  # the module, not explearn.train()
 
 
+def _no_planning(monkeypatch) -> None:
+    """Fail the test if reproduce plans or trains anything: --out must be refused before."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("planned or trained although --out was refused")
+
+    monkeypatch.setattr("explearn.reproduce.plan_search", refuse)
+    monkeypatch.setattr("explearn.reproduce.run_sweep", refuse)
+
+
 # --- explain: the folder of the inputs -------------------------------------------------------------------------
 
 
@@ -267,14 +276,12 @@ def test_predict_replaces_only_its_own_csv(fitted, data, tmp_path, capsys):
 
 
 def test_reproduce_out_checked_before_running(tmp_path, monkeypatch, capsys):
-    def reproduce(*args, **kwargs):
-        raise AssertionError("ran although --out cannot be written")
-
-    monkeypatch.setattr("explearn.reproduce.reproduce", reproduce)
+    # the check moved into reproduce() (library callers get it too), so nothing may be planned or trained
+    _no_planning(monkeypatch)
     blocker = tmp_path / "report"
     blocker.write_text("")
     assert main(["reproduce", "paper", "--preset", "smoke", "--out", str(blocker)]) == 2
-    assert "--out" in capsys.readouterr().err
+    assert "--out" in capsys.readouterr().err and blocker.read_text() == ""
 
 
 def test_bench_json_checked_before_measuring(tmp_path, monkeypatch, capsys):
@@ -384,3 +391,296 @@ def test_predict_resizes_close_aspect_ratios_and_names_the_orientation_of_far_on
     err = capsys.readouterr().err
     assert "side.jpg: 32x16 pixels (width x height) after its EXIF orientation 6 (stored 16x32)" in err
     assert "trained on 16x16" in err
+
+
+def test_gradcam_on_a_vector_model_says_what_to_use_instead(tmp_path, capsys):
+    # a newcomer's case: explain --attribution gradcam on an mlp suggested "a method without Grad-CAM (e.g. 'rrr')"
+    root = make_folder(tmp_path / "d")
+    ckpt = tmp_path / "mlp.pt"
+    assert main(["fit", str(root), "--model", "mlp", "--epochs", "1", "--out", str(ckpt), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["explain", str(ckpt), str(root / "images"), "--out", str(tmp_path / "o"),
+                 "--attribution", "gradcam"]) == 2
+    err = capsys.readouterr().err
+    assert "use --attribution input_gradient" in err and "'rrr'" not in err
+
+
+# --- reproduce --out: a new or empty folder, or one reproduce wrote (issue 12 item 1, second round) --------------
+
+TINY_SPEC = """
+dataset = "triangles"
+methods = ["standard"]
+seeds = 2
+epochs = 1
+data = { n_train = 16, n_val = 4, n_test = 8, image_size = 16 }
+"""
+
+
+def _specs(folder: Path, report: str = "together") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tiny.toml").write_text(TINY_SPEC + f'report = "{report}"\n')
+    return folder
+
+
+def test_reproduce_refuses_a_folder_it_did_not_write(tmp_path, monkeypatch, capsys):
+    """Issue 12 item 1: `reproduce --out f` replaced a summary.md, results.csv, manifest.json and a figure that it
+    had not written. Now a non-empty folder without an explearn manifest is refused, listing what is there."""
+    _no_planning(monkeypatch)
+    f = tmp_path / "f"
+    (f / "figures").mkdir(parents=True)
+    (f / "summary.md").write_text("notes\n")
+    (f / "results.csv").write_text("a,b\n")
+    (f / "manifest.json").write_text('{"mine":1}\n')
+    (f / "figures" / "small_data_accuracy_vs_size.png").write_text("x\n")
+    before = _bytes(f)
+    assert main(["reproduce", "paper", "--preset", "smoke", "--out", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {f}: holds figures/, manifest.json, results.csv, summary.md; it is not a report folder" in err
+    assert "choose another folder" in err and "Traceback" not in err
+    assert _bytes(f) == before  # not one byte changed
+    assert sorted(str(p.relative_to(f)) for p in f.rglob("*")) == [  # nothing added (no runs/)
+        "figures", "figures/small_data_accuracy_vs_size.png", "manifest.json", "results.csv", "summary.md"]
+
+
+def test_reproduce_refuses_an_image_dataset_folder(data, monkeypatch, capsys):
+    """Issue 12 item 1: `--out ds` (an image dataset folder) wrote a full report into it."""
+    _no_planning(monkeypatch)
+    before = _bytes(data)
+    assert main(["reproduce", "paper", "--preset", "smoke", "--out", str(data)]) == 2
+    assert f"--out {data}: holds images/, labels.csv, masks/; it is not a report folder" in capsys.readouterr().err
+    assert _bytes(data) == before and not (data / "runs").exists()
+
+
+@pytest.mark.parametrize("out", ["mypaper", ".", "mypaper/report"])
+def test_reproduce_refuses_out_that_is_holds_or_lies_inside_the_spec_folder(tmp_path, monkeypatch, out, capsys):
+    """Issue 12 item 1: `reproduce mypaper --out mypaper` wrote the report and its runs into its own spec folder."""
+    _no_planning(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    specs = _specs(tmp_path / "mypaper")
+    before = _bytes(specs)
+    assert main(["reproduce", "mypaper", "--preset", "smoke", "--out", out]) == 2
+    where = {"mypaper": "is", ".": "holds", "mypaper/report": "is inside"}[out]
+    err = capsys.readouterr().err
+    assert f"--out {out}: {where} the folder the inputs are read from ({specs.resolve()})" in err
+    assert "would mix with the spec files" in err
+    assert _bytes(specs) == before and sorted(p.name for p in specs.iterdir()) == ["tiny.toml"]
+
+
+def test_report_folders_are_recognised_by_their_manifest(tmp_path):
+    """Issue 12 item 1: the rule in the library. A folder reproduce wrote holds a manifest.json with the keys
+    collection, preset, specs and entries, or (studies reported apart) nothing but runs/ and such folders."""
+    from explearn.reproduce import is_report_folder
+
+    manifest = json.dumps({"collection": "c", "preset": "smoke", "specs": {}, "entries": []})
+    together = tmp_path / "together"
+    together.mkdir()
+    (together / "manifest.json").write_text(manifest)
+    (together / "notes.txt").write_text("mine")  # beside a manifest: the folder is still reproduce's
+    assert is_report_folder(together)
+    apart = tmp_path / "apart"
+    for study in ("a", "b"):
+        (apart / study).mkdir(parents=True)
+        (apart / study / "manifest.json").write_text(manifest)
+    (apart / "runs").mkdir()
+    (apart / ".DS_Store").write_text("")  # names starting with a dot are not counted
+    assert is_report_folder(apart)
+    (apart / "notes.txt").write_text("mine")  # anything else beside studies: not reproduce's
+    assert not is_report_folder(apart)
+    (apart / "notes.txt").unlink()
+    (apart / "c").mkdir()
+    assert not is_report_folder(apart)  # a folder without a manifest
+    for text in ('{"specs": {}, "entries": []}', "[]", "not json", '{"mine": 1}'):  # keys missing, not an object
+        (together / "manifest.json").write_text(text)
+        assert not is_report_folder(together), text
+    (together / "manifest.json").unlink()
+    (together / "manifest.json").mkdir()
+    assert not is_report_folder(together)
+    runs_only = tmp_path / "runs_only"
+    (runs_only / "runs").mkdir(parents=True)
+    assert not is_report_folder(runs_only)  # no report beside the runs
+
+
+@pytest.mark.parametrize("report", ["together", "apart"])
+def test_reproduce_writes_a_new_or_empty_folder_and_resumes_its_own(tmp_path, report, capsys):
+    """Issue 12 item 1: accepted are a new folder, an empty one (a .DS_Store does not count) and a folder that
+    reproduce wrote (together: OUT/manifest.json; apart: OUT/runs and OUT/<study>/manifest.json), whose finished
+    runs are reused."""
+    specs = _specs(tmp_path / "specs", report)
+    for out in (tmp_path / "new" / "report", tmp_path / "empty"):
+        if out.name == "empty":
+            out.mkdir()
+            (out / ".DS_Store").write_text("")
+        args = ["reproduce", str(specs), "--preset", "smoke", "--out", str(out), "--workers", "0"]
+        assert main(args) == 0
+        assert "2 runs trained, 0 reused, 0 failed" in capsys.readouterr().out
+        report_dir = out if report == "together" else out / "tiny"
+        assert (report_dir / "manifest.json").is_file() and (report_dir / "summary.md").is_file()
+        assert len(list((out / "runs").glob("*/done"))) == 2
+        assert main(args) == 0  # its own folder: accepted, nothing trained again
+        assert "0 runs trained, 2 reused, 0 failed" in capsys.readouterr().out
+
+
+def test_reproduce_refuses_a_foreign_folder_where_a_study_report_goes(tmp_path, monkeypatch, capsys):
+    """Issue 12 item 1: each report folder reproduce writes follows the rule, OUT/<study> included."""
+    _no_planning(monkeypatch)
+    specs = _specs(tmp_path / "specs", "apart")
+    out = tmp_path / "out"
+    (out / "tiny").mkdir(parents=True)
+    (out / "tiny" / "photo.jpg").write_bytes(b"mine")
+    (out / "manifest.json").write_text(json.dumps({"collection": "c", "preset": "smoke", "specs": {}, "entries": []}))
+    assert main(["reproduce", str(specs), "--preset", "smoke", "--out", str(out)]) == 2
+    assert f"--out {out / 'tiny'}: holds photo.jpg; it is not a report folder" in capsys.readouterr().err
+    (out / "tiny" / "photo.jpg").unlink()
+    (out / "runs").write_text("")
+    assert main(["reproduce", str(specs), "--preset", "smoke", "--out", str(out)]) == 2
+    assert f"{out / 'runs'} is a file" in capsys.readouterr().err
+
+
+# --- bench: two outputs, one file (issue 12 item 4, second round) -------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["same", "relative", "symlink", "hardlink"])
+def test_bench_refuses_one_file_for_json_and_log(tmp_path, monkeypatch, how, capsys):
+    """`bench --json X --log X` appended to X, then the JSON replaced it. The same file by any name (a relative
+    path, a symbolic or hard link) is refused before measuring, and X is left as it was."""
+    def run_bench(*args, **kwargs):
+        raise AssertionError("measured although --json and --log are one file")
+
+    monkeypatch.setattr("explearn.bench.run_bench", run_bench)
+    monkeypatch.chdir(tmp_path)
+    log = tmp_path / "LOG.md"
+    log.write_text("# Benchmark log\n\nearlier entries\n")
+    other = {"same": log, "relative": Path("LOG.md"), "symlink": tmp_path / "link.md",
+             "hardlink": tmp_path / "hard.md"}[how]
+    if how == "symlink":
+        os.symlink(log, other)
+    if how == "hardlink":
+        os.link(log, other)
+    assert main(["bench", "--log", str(log), "--json", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert f"--log {log} and --json {other} are the same file" in err and "Traceback" not in err
+    assert log.read_text() == "# Benchmark log\n\nearlier entries\n"
+
+
+def test_bench_writes_json_and_log_into_new_folders(tmp_path, monkeypatch):
+    """Issue 12 item 6: the checks leave no folder behind, so the writers create theirs."""
+    monkeypatch.setattr("explearn.bench.run_bench", lambda **kwargs: {"machine": {}, "workloads": []})
+    monkeypatch.setattr("explearn.bench.markdown", lambda figures: "| figure |")
+    log, figures = tmp_path / "a" / "LOG.md", tmp_path / "b" / "c" / "figures.json"
+    assert main(["bench", "--log", str(log), "--json", str(figures)]) == 0
+    assert log.read_text().endswith("| figure |\n") and json.loads(figures.read_text()) == {"machine": {},
+                                                                                            "workloads": []}
+
+
+# --- a write that fails names the file, never its temporary (issue 12 item 5) ------------------------------------
+
+
+def test_a_failed_write_names_its_target_and_keeps_errno(tmp_path):
+    """The rule of explearn.files.atomic_path: an OSError met while writing the temporary file or renaming it names
+    the target ("cannot write .../results.csv: Read-only file system"), keeps its class and errno, and leaves
+    nothing behind; an OSError of the block about another file passes unchanged."""
+    import errno
+
+    from explearn.files import atomic_path
+
+    target = tmp_path / "results.csv"
+    with pytest.raises(OSError) as raised:
+        with atomic_path(target) as tmp:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp))  # as open(tmp, "w") on a read-only disk
+    assert raised.value.errno == errno.EROFS
+    assert str(raised.value) == f"[Errno {errno.EROFS}] cannot write {target}: Read-only file system"
+    with pytest.raises(PermissionError) as raised:
+        with atomic_path(target) as tmp:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(tmp))
+    assert raised.value.errno == errno.EACCES and f"cannot write {target}: Permission denied" in str(raised.value)
+    with pytest.raises(FileNotFoundError) as raised:
+        with atomic_path(target):
+            open(tmp_path / "an_input.csv")
+    assert raised.value.filename == str(tmp_path / "an_input.csv")  # not a failed write: unchanged
+    assert not list(tmp_path.iterdir())
+
+
+def test_report_on_a_read_only_folder_names_the_file(tmp_path, monkeypatch, capsys):
+    """Issue 12 item 5: `report` on a read-only folder said `[Errno 30] ... '.results.21878...csv'`. The rename onto
+    a read-only file system fails as the kernel reports it (both names); the message names the report's file."""
+    import errno
+    import re
+
+    specs = _specs(tmp_path / "specs")
+    out = tmp_path / "report"
+    assert main(["reproduce", str(specs), "--preset", "smoke", "--out", str(out), "--workers", "0"]) == 0
+    capsys.readouterr()
+    before = _bytes(out)
+
+    def read_only(src, dst):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fspath(src), None, os.fspath(dst))
+
+    monkeypatch.setattr(os, "replace", read_only)
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(rf"explearn: error: \[Errno {errno.EROFS}\] cannot write {re.escape(str(out))}/\S+: "
+                     r"Read-only file system", err), err
+    assert not re.search(r"/\.[^/\s]+\.\d+\.\d+\.\d+", err)  # no temporary name (.results.<pid>.<thread>.<n>.csv)
+    monkeypatch.undo()
+    assert _bytes(out) == before  # nothing replaced, no temporary left
+
+
+def test_a_checkpoint_that_cannot_be_written_names_the_checkpoint(tmp_path, monkeypatch):
+    """Issue 12 item 5, for checkpoints: torch.save's own errors named the temporary file; now the file is opened
+    by explearn and a failure names the checkpoint. The failure is real: a folder sits at the temporary name."""
+    import itertools
+    import threading
+
+    from explearn import files
+    from explearn.checkpoint import save_checkpoint
+    from explearn.models import small_cnn
+
+    target = tmp_path / "model.pt"
+    (tmp_path / f".model.{os.getpid()}.{threading.get_ident()}.7.pt").mkdir()  # the name atomic_path picks next
+    for write in (lambda: files.atomic_write(target, b""),
+                  lambda: save_checkpoint(target, small_cnn((1, 16, 16), 2), input_shape=(1, 16, 16),
+                                          class_names=["a", "b"], model_spec={"name": "small_cnn", "options": {}})):
+        monkeypatch.setattr(files, "_counter", itertools.count(7))
+        with pytest.raises(IsADirectoryError) as raised:
+            write()
+        assert str(raised.value) == f"[Errno {raised.value.errno}] cannot write {target}: Is a directory"
+    assert not target.exists()
+
+
+# --- a command that fails leaves no folder behind (issue 12 item 6) ----------------------------------------------
+
+
+def test_probe_removes_the_folders_it_created(tmp_path):
+    from explearn.outputs import probe_folder
+
+    assert probe_folder(tmp_path / "a" / "b" / "c", "--out") == tmp_path / "a" / "b" / "c"
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "kept").mkdir()
+    probe_folder(tmp_path / "kept", "--out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not list((tmp_path / "kept").iterdir())
+
+
+def test_failed_commands_leave_no_new_folder(data, fitted, tmp_path, monkeypatch, capsys):
+    """Issue 12 item 6: `train --out new/run` that fails after the destination was checked (here: an unknown
+    dataset option) left new/run behind, empty. So did fit, explain and reproduce."""
+    monkeypatch.chdir(tmp_path)
+    assert main([*TRAIN, "--data", "no_such_option=1", "--out", "new/run"]) == 2
+    (data / "labels.csv").write_text("image,label\nimg0,a\nmissing,b\n")  # fit fails reading it
+    assert main(["fit", str(data), "--epochs", "1", "--out", "new/model.pt", "--quiet"]) == 2
+    (data / "masks" / "img3.png").write_bytes(b"not a png")  # explain fails reading it
+    assert main(["explain", str(fitted[1]), str(data / "images"), "--out", "new/overlays"]) == 2
+    specs = _specs(tmp_path / "specs")
+    (specs / "tiny.toml").write_text(TINY_SPEC + "variants = [{ label = 'v', hp = { lr_ratio = 10 } }]\n")
+    assert main(["reproduce", str(specs), "--preset", "smoke", "--out", "new/report"]) == 2  # hp of no method
+    err = capsys.readouterr().err
+    assert err.count("explearn: error:") == 4 and "Traceback" not in err
+    assert not (tmp_path / "new").exists()
+
+
+def test_commands_create_their_folders_when_they_write(fitted, tmp_path):
+    """Issue 12 item 6: what the checks no longer leave, the writers create."""
+    assert main(["predict", str(fitted[1]), str(fitted[0] / "images"), "--out", str(tmp_path / "p" / "q.csv")]) == 0
+    assert len((tmp_path / "p" / "q.csv").read_text().splitlines()) == 1 + 6
+    assert main([*TRAIN, "--out", str(tmp_path / "t" / "run")]) == 0
+    assert (tmp_path / "t" / "run" / "result.json").is_file()
+

@@ -87,11 +87,13 @@ def test_aggregates_and_paired_differences_stay_in_range():
 
 
 @pytest.mark.parametrize("counts, minority", [
-    ([450, 50], 1), ([18, 2], 1), ([5, 3, 4], 1), ([10, 0], 1),
-    ([5, 5], None), ([3, 3, 5], None), ([5, 3, 3], None), ([], None),
+    ([450, 50], 1), ([18, 2], 1), ([5, 3, 4], 1), ([0, 5, 3], 2),
+    ([5, 5], None), ([3, 3, 5], None), ([5, 3, 3], None), ([], None), ([10, 0], None), ([0, 4, 4], None),
 ])
 def test_the_minority_class_is_the_unique_smallest(counts, minority):
-    """issue 12 item 10: on balanced classes (or a tie for the fewest) there is no minority class."""
+    """issue 12 item 10: on balanced classes (or a tie for the fewest) there is no minority class; a class without
+    training samples is absent, not the minority (a newcomer's case: labels 1, 2 with n_classes=3 reported the
+    accuracy of the empty class 0 as minority_acc: nan)."""
     assert minority_class(counts) == minority
 
 
@@ -271,7 +273,8 @@ def summary(preset: str) -> str:
 
     manifest = {"preset": preset, "collection": "experiments/paper", "specs": {"small": {
         "title": "Small data", "headline": "test/acc", "paper": {"n_train=500": {"standard": 0.754, "two_stage": 0.874}},
-        "baseline": "standard", "methods": ["standard", "two_stage"], "settings": ["n_train=500"]}}}
+        "baseline": "standard", "methods": ["standard", "two_stage"], "settings": ["n_train=500"], "epochs": 1,
+        "seeds": 2}}}
     keys = {"experiment": "small", "setting": "n_train=500", "metric": "test/acc", "n": 3}
     stats = pd.DataFrame([{**keys, "method": "standard", "mean": 0.75, "std": 0.02, "ci_low": 0.70, "ci_high": 0.80},
                           {**keys, "method": "two_stage", "mean": 0.80, "std": 0.01, "ci_low": 0.775, "ci_high": 0.825}])
@@ -287,9 +290,12 @@ def verdict_cells(text: str) -> list[str]:
 
 
 def test_a_smoke_summary_says_it_is_not_evidence_at_the_top_and_in_every_verdict():
-    """issue 12 item 10: the smoke summary printed verdicts beside the paper's numbers for toy runs."""
+    """issue 12 item 10: the smoke summary printed verdicts beside the paper's numbers for toy runs. (Its opening
+    sentence said "toy sizes (a few dozen samples)" until the newcomer's item 5; it now says the epochs and seeds
+    the manifest's specs trained.)"""
     text = summary("smoke")
-    assert text.split("\n\n")[2].startswith("**Not evidence.** Preset `smoke` trains toy sizes")
+    assert text.split("\n\n")[2].startswith("**Not evidence.** Preset `smoke` trains 1 epoch on 2 seeds per cell to "
+                                            "prove that the pipeline runs")
     cells = verdict_cells(text)
     assert len(cells) == 2 and set(cells) == {"not evidence (smoke preset)"}  # claims table and paired table
 
@@ -343,3 +349,339 @@ def test_the_accuracy_band_of_a_convergence_curve_stays_in_0_1():
     band = ax.collections[0].get_paths()[0].vertices[:, 1]
     assert band.max() == pytest.approx(1.0) and band.min() == pytest.approx(0.4)
     plt.close(fig)
+
+
+# --- newcomer findings on reports (issue 12 item 10, follow-up) -----------------------------------------------------
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from explearn.cli import main  # noqa: E402
+from explearn.errors import DataError  # noqa: E402
+
+REPORTS = Path(__file__).resolve().parents[2] / "reports"
+
+
+def stored_report(folder: Path, curves=((0.9, 0.9), (0.5, 0.9)), epochs: int = 1, also: tuple[str, ...] = ()) -> Path:
+    """A report folder written by hand: experiment "e", setting "s", method "standard", one evaluation run per
+    curve (seed k, run id "run{k}"), the curve being the test accuracy per epoch (epoch 0 before training), so
+    that epochs_to_95 is 0 for (0.9, 0.9) and 1 for (0.5, 0.9). The specs in ``also`` name the same runs (specs
+    that share runs, as the paper's do)."""
+    entries = []
+    for seed, curve in enumerate(curves):
+        run = folder / "runs" / f"run{seed}"
+        run.mkdir(parents=True)
+        history = [{"epoch": e, "split": "test", "metric": "acc", "value": v} for e, v in enumerate(curve)]
+        record = {"run": {"seed": seed}, "config": {"hparams": {}, "data": {"data_seed": seed}},
+                  "metrics": {"test/acc": curve[-1]}, "history": history, "predictions": {"test": [0, 1, 1]}}
+        (run / "result.json").write_text(json.dumps(record))
+        (run / "done").write_text("")
+        for name in ("e", *also):
+            entries.append({"experiment": name, "setting": "s", "method": "standard", "seed": seed, "role": "eval",
+                            "candidate": "{}", "run_id": run.name})
+    spec = {"headline": ["epochs_to_95"], "settings": ["s"], "methods": ["standard"], "epochs": epochs, "seeds": 2}
+    (folder / "manifest.json").write_text(json.dumps({
+        "collection": "experiments/paper", "preset": "full", "specs": {name: spec for name in ("e", *also)},
+        "entries": entries, "search": [], "timing": None}))
+    return folder
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# newcomer item 3: epochs_to_95 intervals beyond the epochs trained
+
+
+def test_the_issue_epochs_to_95_interval_ends_at_the_one_epoch_trained(tmp_path):
+    """newcomer item 3 (issue 12 item 10): after one epoch, epochs_to_95 of 0 and 1 read 0.500 ± 0.707
+    [0.000, 6.853]. By hand: mean 0.5, sd 0.707107, sem 0.5, t(0.975, 1) = 12.706205 -> [-5.853, 6.853], cut to
+    [0, 1] (the spec's epochs in the manifest)."""
+    from explearn.report import render
+
+    text = render(stored_report(tmp_path)).read_text()
+    assert "| s | standard | 0.500 ± 0.707 [0.000, 1.000] |" in text
+    row = pd.read_csv(tmp_path / "aggregate.csv").set_index("metric").loc["epochs_to_95"]
+    assert (row["mean"], row["ci_low"], row["ci_high"]) == (0.5, 0.0, 1.0)
+    assert "0 to the epochs trained for epoch counts" in text  # the note at the top says so
+
+
+@pytest.mark.parametrize("metric, epochs, bounds", [
+    ("epochs_to_95", 1, (0, 1)), ("epochs_to_90", 30, (0, 30)), ("selected_epoch", 15, (0, 15)),
+    ("epochs_to_95", None, (0, math.inf)), ("test/acc", 15, (0, 1)), ("grad_stage1/mean", 15, (0, math.inf)),
+    ("train/loss", 15, (-math.inf, math.inf)),
+])
+def test_epoch_counts_are_bounded_by_the_epochs_trained(metric, epochs, bounds):
+    """newcomer item 3: the epochs run bound every epoch count, and nothing else."""
+    assert metric_bounds(metric, epochs) == bounds
+
+
+def test_differences_of_epoch_counts_lie_within_minus_and_plus_the_epochs():
+    """newcomer item 3: one rule (metric_bounds) gives the differences' range too."""
+    assert difference_bounds("epochs_to_95", 3) == (-3, 3)
+    assert difference_bounds("test/acc", 3) == (-1, 1)
+
+
+def test_aggregates_and_paired_differences_of_epochs_stay_within_the_epochs():
+    """newcomer item 3, with the numbers of test_aggregates_and_paired_differences_stay_in_range and 3 epochs:
+    standard's epochs 0, 1 -> [-5.853, 6.853] -> [0, 3]; differences 3, 1 -> [-10.706, 14.706] -> [-3, 3]."""
+    agg = aggregate(two_seeds(), ["epochs_to_95"], epochs=3).set_index(["method", "metric"])
+    assert (agg.loc[("standard", "epochs_to_95"), "ci_low"], agg.loc[("standard", "epochs_to_95"), "ci_high"]) == (0, 3)
+    assert agg.loc[("two_stage", "epochs_to_95"), "ci_high"] == 3.0  # 2.5 + 12.706 * 0.5
+    diff = paired_differences(two_seeds(), "standard", ["epochs_to_95"], epochs=3).set_index("metric")
+    assert (diff.loc["epochs_to_95", "mean"], diff.loc["epochs_to_95", "ci_low"],
+            diff.loc["epochs_to_95", "ci_high"]) == (2.0, -3.0, 3.0)
+
+
+# newcomer item 1: a report whose runs are not there is not re-rendered (that emptied its tables)
+
+
+@pytest.mark.parametrize("report, command", [
+    ("paper", "explearn reproduce paper --preset quick --out {dir}"),
+    ("paper-full", "explearn reproduce paper --preset full --out {dir}"),
+    ("ablations", "explearn reproduce ablations --preset quick --out {dir} --only loss"),
+])
+def test_re_rendering_a_committed_report_is_refused_and_changes_nothing(report, command, tmp_path, capsys):
+    """newcomer item 1: `cp -r reports/paper rp; explearn report rp` exited 0 with empty results.csv and
+    aggregate.csv and every cell "not run at this preset" (run folders are not committed)."""
+    copy = tmp_path / "rp"
+    shutil.copytree(REPORTS / report, copy)
+    before = folder_bytes(copy)
+    assert main(["report", str(copy)]) == 2
+    err = capsys.readouterr().err
+    where = copy / "loss" if report == "ablations" else copy  # every study is checked; the first is named
+    assert f"{where}: the runs of this report are not in {copy / 'runs'} (run folders are not committed); " \
+           "re-rendering would empty its tables: nothing was changed; rerun " \
+           f"`{command.format(dir=copy)}` to regenerate them" in err
+    assert folder_bytes(copy) == before
+
+
+def test_a_report_with_some_runs_missing_renders_and_counts_each_run_once(tmp_path):
+    """newcomer items 1 and 6: some runs missing still renders, with the note; a run shared by two specs counts
+    once (two specs name run1: "1 runs", not 2), and a spec with no finished run says so instead of "seeds per
+    cell: ."."""
+    from explearn.report import render
+
+    folder = stored_report(tmp_path, also=("e2",))
+    (folder / "runs" / "run1" / "done").unlink()
+    text = render(folder).read_text()
+    assert "**1 runs of the manifest have not finished (or failed); their cells are missing.**" in text
+    assert list(pd.read_csv(folder / "results.csv")["run_id"]) == ["run0", "run0"]  # once per spec naming it
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["specs"]["e3"] = manifest["specs"]["e"]
+    manifest["entries"].append({**manifest["entries"][0], "experiment": "e3", "run_id": "never_trained"})
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    text = render(folder).read_text()
+    assert "**2 runs of the manifest have not finished" in text
+    e3 = text.split("## e3")[1]
+    assert "seeds per cell: none (no run of this experiment has finished)." in e3
+
+
+def test_a_report_with_no_run_stored_is_refused_by_render_and_the_command(tmp_path, capsys):
+    """newcomer item 1: nothing written, exit 2."""
+    from explearn.report import NoStoredRuns, render
+
+    folder = stored_report(tmp_path)
+    for run in ("run0", "run1"):
+        (folder / "runs" / run / "done").unlink()
+    (folder / "summary.md").write_text("the summary of an earlier rendering\n")
+    before = folder_bytes(folder)
+    with pytest.raises(NoStoredRuns, match=r"the runs of this report are not in .*runs .*nothing was changed"):
+        render(folder)
+    assert main(["report", str(folder)]) == 2
+    assert "re-rendering would empty its tables" in capsys.readouterr().err
+    assert folder_bytes(folder) == before
+
+
+def test_reproduce_keeps_the_report_when_every_evaluation_run_failed(tmp_path, monkeypatch):
+    """newcomer item 1: a sweep whose evaluation runs all fail (here: the spec changed, and its new run crashes)
+    does not replace the report that was there with empty tables."""
+    from explearn.reproduce import reproduce
+    from explearn.sweep import RunSpec
+
+    specs, out = tmp_path / "specs", tmp_path / "out"
+    specs.mkdir()
+    spec = 'dataset = "triangles"\nmethods = ["standard"]\nepochs = {}\ndata = {{ n_train = 8, n_val = 4, n_test = 4 }}\n'
+    (specs / "tiny.toml").write_text(spec.format(1))
+    (summary,), first = reproduce(str(specs), "quick", out, workers=0, log=lambda _: None)
+    assert len(first.trained) == 1
+    before = {name: (out / name).read_bytes() for name in ("summary.md", "results.csv", "aggregate.csv")}
+
+    def crash(self, quiet=True):
+        raise RuntimeError("injected crash")
+
+    monkeypatch.setattr(RunSpec, "execute", crash)
+    (specs / "tiny.toml").write_text(spec.format(2))
+    lines: list[str] = []
+    summaries, outcome = reproduce(str(specs), "quick", out, workers=0, log=lines.append)
+    assert summaries == [] and len(outcome.failed) == 1
+    assert f"{out}: not rendered: none of its evaluation runs finished (their failures follow)" in lines
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+
+# newcomer item 2: damaged report files
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{", "not valid JSON (Expecting property name enclosed in double quotes at line 1, column 2)"),
+    ("", "the file is empty"),
+    ("[]", "holds a JSON list, not the object of a report manifest"),
+    ('{"collection": "x"}', "has no 'preset', 'specs', 'entries'"),
+    ('{"collection": "x", "preset": "quick", "specs": {"e": {}}, "entries": []}',
+     "spec 'e' has no 'headline', 'settings', 'methods'"),
+    ('{"collection": "x", "preset": "quick", "specs": [], "entries": []}', "'specs' is a JSON list, not a JSON object"),
+])
+def test_a_damaged_manifest_is_an_error_naming_the_file(text, message, tmp_path, capsys):
+    """newcomer item 2: these failed with JSONDecodeError, AttributeError and KeyError('entries')."""
+    (tmp_path / "manifest.json").write_text(text)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"explearn: error: {tmp_path / 'manifest.json'}: {message}; it is written by `explearn reproduce`" in err
+    from explearn.results import collect
+
+    with pytest.raises(DataError, match="manifest.json"):
+        collect(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
+
+
+RECORD_WITHOUT_PREDICTIONS = json.dumps({"run": {}, "config": {"hparams": {}, "data": {"data_seed": 1}}, "metrics": {},
+                                         "history": [{"epoch": 0, "split": "test", "metric": "acc", "value": 0.5}]})
+
+
+# the wording of RunStore.read, the one rule by which a sweep also trains such a run again
+@pytest.mark.parametrize("text, problem", [
+    ("{", ": not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+    ("", ": not JSON: Expecting value: line 1 column 1 (char 0)"),
+    ("[]", ": holds a JSON list, not a run record"),
+    (RECORD_WITHOUT_PREDICTIONS, ": not a run record: no predictions"),
+])
+def test_a_damaged_result_beside_its_done_marker_counts_as_missing_and_is_named(text, problem, tmp_path, capsys):
+    """newcomer item 2: a run with a `done` marker and a damaged result.json is left out, and the summary and a
+    warning say which run and what is wrong."""
+    folder = stored_report(tmp_path)
+    result = folder / "runs" / "run1" / "result.json"
+    result.write_text(text)
+    assert main(["report", str(folder)]) == 0
+    out, err = capsys.readouterr()
+    summary = (folder / "summary.md").read_text()
+    assert f"- `run1`: {result}{problem}" in summary
+    assert "**1 runs of the manifest have not finished" in summary and "1 of them have a damaged `result.json`" in summary
+    assert f"explearn: warning: {folder}: run run1 counts as missing: {result}{problem}" in err
+    assert list(pd.read_csv(folder / "results.csv")["run_id"]) == ["run0"]
+
+
+def test_a_report_whose_every_result_is_damaged_is_refused(tmp_path):
+    """newcomer items 1 and 2: damaged results are not stored runs; the refusal says they are damaged."""
+    from explearn.report import NoStoredRuns, render
+
+    folder = stored_report(tmp_path)
+    for run in ("run0", "run1"):
+        (folder / "runs" / run / "result.json").write_text("{")
+    with pytest.raises(NoStoredRuns, match=r"none of the evaluation runs of this report is readable in .*runs: 2 have a "
+                                           r"damaged result.json \(.*run0.result.json: not JSON"):
+        render(folder)
+
+
+# newcomer item 4: the committed reports say that they predate the report rules
+
+
+@pytest.mark.parametrize("summary_path", sorted(REPORTS.rglob("summary.md")), ids=lambda p: str(p.parent.name))
+def test_every_committed_report_opens_with_its_banner(summary_path):
+    """newcomer item 4: reports rendered before these rules say so, and how to regenerate them."""
+    from explearn.report import regenerate_command
+    from explearn.results import read_manifest
+
+    folder = summary_path.parent
+    manifest = read_manifest(folder / "manifest.json")
+    first, rest = summary_path.read_text().split("\n\n", 1)
+    assert first.startswith("> **Rendered before the report rules of issue 12** (intervals of accuracies not cut to "
+                            "[0, 1], nor those of epoch counts to the epochs trained")
+    assert ("quick-preset verdicts not marked as not evidence" in first) == (manifest["preset"] == "quick")
+    assert f"run `{regenerate_command(folder.relative_to(REPORTS.parent), manifest)}`" in first
+    assert rest.startswith("# ")  # the rendered summary follows, unchanged
+
+
+# newcomer item 5: the smoke note says what is certain, read from the manifest
+
+
+def test_the_smoke_note_says_the_epochs_and_seeds_of_the_manifest():
+    """newcomer item 5: "toy sizes (a few dozen samples)" was false for spurious (500 samples at smoke)."""
+    from explearn.report.tables import evidence_note, trained
+
+    specs = {s.name: dict(s.raw) for s in load_specs(experiments_dir("paper"), "smoke")}
+    assert trained(specs) == "1 epoch on 2 to 3 seeds per cell"  # consistency trains 3 seeds
+    assert evidence_note("smoke", specs) == (
+        "**Not evidence.** Preset `smoke` trains 1 epoch on 2 to 3 seeds per cell to prove that the pipeline runs: "
+        "its numbers, intervals and verdicts say nothing about the methods or the paper's claims; every verdict "
+        "below says so.")
+    quick = {s.name: dict(s.raw) for s in load_specs(experiments_dir("paper"), "quick")}
+    assert evidence_note("quick", quick).startswith("**Not evidence.** Preset `quick` trains fewer seeds and epochs "
+                                                    "than the `full` preset (here 15 epochs on 2 to 5 seeds per cell)")
+    assert "samples" not in evidence_note("smoke", specs)
+
+
+# newcomer item 6: every run-level value of a spec is checked when the spec is read
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("batch_size = 0", r"s.toml \(preset quick\): batch_size must be >= 1, got 0$"),
+    ("data_seed = -1", r"s.toml \(preset quick\): data_seed: a seed must be an integer from 0 to 2\^63 - 1, got -1$"),
+    ("epochs = 0", r"s.toml \(preset quick\): epochs must be >= 1, got 0$"),
+    ('select = "best"', r"s.toml \(preset quick\): select must be 'best_val', 'best_val_balanced' or 'last', got 'best'"),
+    ("attributions = -1", r"s.toml \(preset quick\): attributions must be >= 0, got -1$"),
+    ("search_seeds = 0", r"s.toml \(preset quick\): search_seeds must be a positive integer, got 0$"),
+    ("seeds = true", r"s.toml \(preset quick\): seeds must be a positive integer, got True$"),
+    ('baseline = "standrd"', r"s.toml \(preset quick\): baseline 'standrd' is not one of the methods"),
+    ("hparams = { standard = { lr = -1.0 } }",
+     r"s.toml \(preset quick\): setting 's', method 'standard': method settings: lr must be positive, got -1.0$"),
+    ('data = { n_train = "many" }',
+     r"s.toml \(preset quick\): setting 's', method 'standard': dataset 'triangles': setting 'n_train': expected an"),
+    ('model = "smal_cnn"', r"s.toml \(preset quick\): setting 's', method 'standard': unknown model 'smal_cnn'; did you"),
+    ("search = { two_stage = { lr_ratio = 1.0 } }",
+     r"s.toml \(preset quick\): search.two_stage.lr_ratio must be a non-empty list of values, got 1.0$"),
+    ('search = { two_stage = { lr_ratio = ["a", 1.0] } }',
+     r"s.toml \(preset quick\): setting 's', method 'two_stage': method 'two_stage': setting 'lr_ratio': expected a"),
+])
+def test_a_bad_run_value_in_a_spec_is_refused_when_the_spec_is_read(extra, message, tmp_path):
+    """newcomer item 6: batch_size = 0 or data_seed = -1 failed every run with a traceback (exit 1)."""
+    path = tmp_path / "s.toml"
+    path.write_text(f'dataset = "triangles"\nmethods = ["standard", "two_stage"]\nlabel = "s"\n{extra}\n')
+    with pytest.raises(ConfigError, match=message):
+        load_spec(path, "quick")
+
+
+@pytest.mark.parametrize("text, message", [
+    ('methods = ["standard", "standard"]', r"s.toml \(preset quick\): methods names 'standard' more than once; list "
+                                           r"each method once$"),
+    ('methods = ["standard"]\nvariants = [{ label = "a", methods = ["two_stage", "rrr", "two_stage"] }]',
+     r"the methods of variant 'a' names 'two_stage' more than once"),
+    ('methods = ["standard", "standrd"]', r"s.toml \(preset quick\): setting 's': unknown method 'standrd'; did you "
+                                         r"mean 'standard'"),
+])
+def test_a_method_named_twice_or_unknown_is_refused(text, message, tmp_path):
+    """newcomer item 6: methods = ["standard", "standard"] said "4 runs of the manifest have not finished" where
+    only 2 runs exist."""
+    path = tmp_path / "s.toml"
+    path.write_text(f'dataset = "triangles"\nlabel = "s"\n{text}\n')
+    with pytest.raises(ConfigError, match=message):
+        load_spec(path, "quick")
+
+
+# newcomer item 7: a class named twice
+
+
+@pytest.mark.parametrize("classes, message", [
+    ("dog,dog,cat", "classes names 'dog' more than once (classes=dog,dog,cat): name each class once"),
+    ("dog,cat, dog,cat", "classes names 'cat', 'dog' more than once (classes=dog,cat, dog,cat)"),
+    ("dog", "classes must name at least two classes, got dog"),
+])
+def test_a_class_named_twice_is_said(classes, message):
+    """newcomer item 7: `--data classes=dog,dog,cat` said "must name at least two distinct classes": it does.
+    Names are compared as labels are (spaces trimmed), so " dog" is "dog"."""
+    from explearn.config import from_dict
+    from explearn.datasets import FolderOptions
+
+    with pytest.raises(ConfigError, match=re.escape(f"dataset 'folder': {message}")):
+        from_dict(FolderOptions, {"root": "data", "classes": classes}, "--data")

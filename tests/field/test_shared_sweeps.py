@@ -301,3 +301,137 @@ def test_workers_exit_when_the_sweep_is_killed(tmp_path):
         except ProcessLookupError:
             pass
         sweep.wait()
+
+
+# --- a finished run whose record was damaged since (issue 12, item 2) ---------------------------------------------
+
+
+def test_a_damaged_record_beside_its_done_marker_is_trained_again(tmp_path, one_torch_thread):
+    """Issue 12 item 2: a `runs/<id>/result.json` damaged beside its `done` marker stopped the relaunch
+    (JSONDecodeError; a missing one: [Errno 2]), so the sweep could not resume. Now a finished run is one whose
+    record reads as a record: each damaged one has its `done` marker removed, is named in one line, and is trained
+    again (its new history and predictions equal those it lost: reruns are bit-identical with one torch thread);
+    the sound ones are reused."""
+    store = RunStore(tmp_path / "runs")
+    runs = [tiny_run(seed) for seed in range(5)]
+    assert len(run_sweep(runs, store, workers=0).trained) == 5
+    records = {run.run_id: (store.path(run.run_id) / "result.json").read_text() for run in runs}
+    truncated, missing, not_a_record, no_history = (run.run_id for run in runs[:4])
+    damage = {truncated: records[truncated][:100], not_a_record: '{"mine": 1}',
+              no_history: json.dumps({**json.loads(records[no_history]), "history": []})}
+    for run_id, text in damage.items():
+        (store.path(run_id) / "result.json").write_text(text)
+    (store.path(missing) / "result.json").unlink()
+    lines: list[str] = []
+    again = run_sweep(runs, store, workers=0, log=lines.append)
+    assert sorted(again.trained) == sorted([truncated, missing, not_a_record, no_history])
+    assert again.skipped == [runs[4].run_id] and not again.failed
+    with pytest.raises(ValueError) as decoding:
+        json.loads(damage[truncated])
+    reasons = {truncated: f"not JSON: {decoding.value}", missing: "the file is missing",
+               not_a_record: "not a run record: no run, config, metrics, history, predictions",
+               no_history: "no 'history' list of {epoch, split, metric, value} entries"}
+    assert sorted(lines) == sorted(f"{store.path(run_id) / 'result.json'}: damaged ({reason}); the run is trained "
+                                   "again" for run_id, reason in reasons.items())
+    for run in runs:  # what was lost is back: the same history and predictions (bit-identical reruns)
+        stored, lost = store.load(run.run_id), json.loads(records[run.run_id])
+        assert store.is_done(run.run_id)
+        assert stored["history"] == lost["history"] and stored["predictions"] == lost["predictions"]
+    assert not run_sweep(runs, store, workers=0, log=lines.append).trained and len(lines) == 4  # all sound now
+
+
+def test_loading_a_damaged_record_names_the_file(tmp_path):
+    """Issue 12 item 2: whoever meets a damaged record (a report, a script) gets a DataError naming the file and
+    how to train the run again, not a JSONDecodeError or KeyError."""
+    from explearn.errors import DataError
+
+    store = RunStore(tmp_path / "runs")
+    run = tiny_run(0)
+    run_sweep([run], store, workers=0)
+    path = store.path(run.run_id) / "result.json"
+    for text, reason in [("{", "not JSON: Expecting property name"), ("[1, 2]", "holds a JSON list, not a run record"),
+                         ('{"run": {}, "config": [], "metrics": {}, "history": [], "predictions": {}}',
+                          "no 'config' with 'hparams' and 'data.data_seed'")]:
+        path.write_text(text)
+        with pytest.raises(DataError) as raised:
+            store.load(run.run_id)
+        message = str(raised.value)
+        assert message.startswith(f"{path}: the stored result of a finished run is damaged ({reason}")
+        assert message.endswith("run the sweep again (e.g. the same `explearn reproduce` command): it trains the "
+                                "run again")
+    path.unlink()
+    with pytest.raises(DataError, match="the file is missing"):
+        store.load(run.run_id)
+
+
+def test_reproduce_resumes_past_a_damaged_record(tmp_path, capsys):
+    """Issue 12 item 2, the issue's case end to end: `reproduce` again after a record was damaged trains that run
+    again, says so, and writes a report with every run."""
+    from explearn.cli import main
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "tiny.toml").write_text(SPEC)
+    out = tmp_path / "report"
+    args = ["reproduce", str(specs), "--preset", "smoke", "--out", str(out), "--workers", "0"]
+    assert main(args) == 0
+    capsys.readouterr()
+    damaged = sorted((out / "runs").glob("*/result.json"))[0]
+    damaged.write_text(damaged.read_text()[:-10])
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert f"{damaged}: damaged (not JSON: " in printed and "1 runs trained, 7 reused, 0 failed" in printed
+    results = (out / "results.csv").read_text().splitlines()
+    assert len(results) == 1 + 8
+
+
+# --- Ctrl-C (issue 12, item 3) ------------------------------------------------------------------------------------
+
+# two runs that finish in a second or two (n_train 8) and two that train for minutes (n_train 512), two workers
+SLOW_SPEC = """
+dataset = "triangles"
+methods = ["standard"]
+seeds = 2
+epochs = 200
+data = { n_val = 4, n_test = 4, image_size = 32 }
+grid = { n_train = [8, 512] }
+"""
+
+
+def test_ctrl_c_says_what_is_stored_in_one_line_and_the_workers_exit(tmp_path):
+    """Issue 12 item 3: Ctrl-C on `reproduce` printed a 35-line KeyboardInterrupt traceback. Now SIGINT to the
+    process group (what a terminal's Ctrl-C does) gives one line saying how many runs are stored, exit code 130,
+    and every worker process exits."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "slow.toml").write_text(SLOW_SPEC)
+    out = tmp_path / "report"
+    launch = python(script(tmp_path, "launch.py", "\nimport sys\nfrom explearn.cli import main\n\n"
+                           "if __name__ == '__main__':\n    sys.exit(main(sys.argv[1:]))\n"),
+                    "reproduce", specs, "--preset", "smoke", "--out", out, "--workers", "2",
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        parent = psutil.Process(launch.pid)
+        deadline = time.monotonic() + 180
+        while not list((out / "runs").glob("*/done")):  # the quick runs are stored, the slow ones train on
+            assert time.monotonic() < deadline and launch.poll() is None, "no run finished"
+            time.sleep(0.1)
+        children = parent.children(recursive=True)
+        workers = [p for p in children if "resource_tracker" not in " ".join(p.cmdline())]
+        assert len(workers) == 2
+        os.killpg(launch.pid, signal.SIGINT)
+        stdout, stderr = launch.communicate(timeout=30)
+        start = time.monotonic()
+        while time.monotonic() - start < 3 and not all(map(exited, children)):
+            time.sleep(0.01)
+        assert all(map(exited, children)), [p.cmdline() for p in children if not exited(p)]
+    finally:
+        if launch.poll() is None:
+            os.killpg(launch.pid, signal.SIGKILL)
+        launch.wait()
+    stored = len(list((out / "runs").glob("*/done")))
+    assert 1 <= stored < 4
+    assert launch.returncode == 130
+    assert stderr.splitlines() == [f"explearn: interrupted: the {stored} runs finished so far are stored in "
+                                   f"{out / 'runs'}; run the same command again to resume"], stderr
+    assert not list(out.glob("runs/*/.*"))  # no temporary of an atomic write left

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -9,7 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from explearn.errors import DataError
+from explearn.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,10 @@ class ExplanationDataset:
         y = y.long()
         n_classes = int(y.max()) + 1 if self.n_classes is None else int(self.n_classes)
         if n_classes < 2:
-            raise DataError(f"{self.name}: need at least 2 classes, got n_classes={n_classes}")
+            inferred = ("" if self.n_classes is not None else f" (its labels are all {int(y.max())}, so the number of "
+                        "classes read from them, max(y) + 1, is 1; pass n_classes=K, the task's number of classes, "
+                        "for a split that lacks the higher classes)")
+            raise DataError(f"{self.name}: need at least 2 classes, got n_classes={n_classes}{inferred}")
         bad = ((y < 0) | (y >= n_classes)).nonzero()
         if len(bad):
             i = int(bad[0])
@@ -121,11 +125,14 @@ class ExplanationDataset:
             self.n_classes, self.class_names, name or self.name, self.wrong_mask[index], self.has_wrong_mask[index],
         )
 
-    def to(self, device: torch.device | str, channels_last: bool = False) -> "ExplanationDataset":
+    def to(self, device: torch.device | str, channels_last: bool = False,
+           dtype: torch.dtype | None = None) -> "ExplanationDataset":
         """A copy on ``device``, optionally with images and masks in channels-last memory layout (same values;
-        much faster convolutions on CPU). Validation is repeated, which is cheap next to training."""
+        much faster convolutions on CPU) and in another floating dtype (a model's: float64 images for a float32
+        model). Validation is repeated, which is cheap next to training."""
         layout = torch.channels_last if channels_last else torch.contiguous_format
-        x, mask, wrong = (t.to(device).contiguous(memory_format=layout) for t in (self.x, self.mask, self.wrong_mask))
+        x, mask, wrong = (t.to(device, dtype=dtype).contiguous(memory_format=layout)
+                          for t in (self.x, self.mask, self.wrong_mask))
         return ExplanationDataset(
             x, self.y.to(device), mask, self.has_mask.to(device), self.n_classes, self.class_names, self.name,
             wrong, self.has_wrong_mask.to(device),
@@ -191,6 +198,28 @@ def _check_training_classes(train: ExplanationDataset) -> None:
                   "training sample; the model cannot learn to predict it", stacklevel=4)
 
 
+def check_memory(n_values: int, what: str, how: str) -> None:
+    """Refuse to build tensors of ``n_values`` float32 values when they would not fit in the memory free now (a
+    mistyped size would otherwise hang the machine while it swaps, or end in an allocator's traceback).
+
+    Args:
+        n_values: how many float32 values will be held at once.
+        what: what is being built, for the message ("dataset 'triangles'").
+        how: what to change, for the message ("a smaller image_size or fewer samples").
+
+    Raises:
+        ConfigError: the values need more than the free memory (where the system reports it; else no check).
+    """
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not reported here (e.g. macOS, Windows): no check
+        return
+    need = 4 * n_values
+    if need > free:
+        raise ConfigError(f"{what}: would need {need / 2**30:.1f} GiB of memory for its tensors, {free / 2**30:.1f} "
+                          f"GiB are free; choose {how}")
+
+
 def _masks(mask: Any, has: Any, x: torch.Tensor, field_name: str, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate one kind of mask and its ``has_*`` flags against the images; None becomes zeros, no sample."""
     n, c, h, w = x.shape
@@ -205,10 +234,8 @@ def _masks(mask: Any, has: Any, x: torch.Tensor, field_name: str, name: str) -> 
     if not mask.is_floating_point():
         raise DataError(f"{name}: {field_name} must be bool or float with values in [0, 1], got {mask.dtype}")
     if mask.dim() != 4 or mask.shape[0] != n or mask.shape[2:] != (h, w) or mask.shape[1] not in (1, c):
-        raise DataError(
-            f"{name}: {field_name} must have shape ({n}, 1, {h}, {w}) or ({n}, {c}, {h}, {w}) "
-            f"to match x, got {tuple(mask.shape)}"
-        )
+        shapes = f"({n}, 1, {h}, {w})" + (f" or ({n}, {c}, {h}, {w})" if c != 1 else "")
+        raise DataError(f"{name}: {field_name} must have shape {shapes} to match x, got {tuple(mask.shape)}")
     _check_finite(mask, field_name, name)
     lo, hi = float(mask.min()), float(mask.max())
     if lo < 0 or hi > 1:

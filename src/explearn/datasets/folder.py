@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 from explearn.config import check, check_seed, from_dict, setting, to_dict
-from explearn.datasets.base import Splits
+from explearn.datasets.base import Splits, check_memory
 from explearn.datasets.images import (IMAGE_EXTENSIONS, MAX_STRETCH, Preprocess, aspect_off, mask_format_problem,
                                       open_image, orientation_note, read_mask, walk_images)
 from explearn.datasets.labels_csv import (case_twin, class_order, clean_label, label_key, label_variants,
@@ -82,9 +82,15 @@ class FolderOptions:
         check(bool(str(self.root).strip()), where, "root is required: the folder with labels.csv and images/")
         if self.image_size is not None:
             check(min(self.image_size) >= 1, where, f"image_size must be (H, W) >= 1, got {self.image_size}")
+            check(self.image_size[0] * self.image_size[1] <= Image.MAX_IMAGE_PIXELS, where,
+                  f"image_size {self.image_size[0]}x{self.image_size[1]} is more than Pillow's limit of "
+                  f"{Image.MAX_IMAGE_PIXELS:,} pixels per image")
         if self.classes is not None:
-            check(len(set(self.classes)) == len(self.classes) >= 2, where,
-                  f"classes must name at least two distinct classes, got {self.classes}")
+            names = [clean_label(c) for c in self.classes]  # as labels are compared (spaces, Unicode form)
+            twice = sorted({c for c in names if names.count(c) > 1})
+            check(not twice, where, f"classes names {', '.join(map(repr, twice))} more than once (classes="
+                  f"{','.join(self.classes)}): name each class once, in the order of the class indices")
+            check(len(names) >= 2, where, f"classes must name at least two classes, got {','.join(self.classes)}")
         for key in ("val_fraction", "test_fraction", "mask_fraction"):
             check(0.0 <= getattr(self, key) <= 1.0, where, f"{key} must lie in [0, 1], got {getattr(self, key)}")
         check(self.val_fraction + self.test_fraction < 1, where, "val_fraction + test_fraction must be below 1")
@@ -452,6 +458,10 @@ def _decode(root: Path, files: list[str], masks: dict[str, str], opts: FolderOpt
         file -> decoded image and mask, for the files that could be read; the preprocessing that was applied;
         the record of resized files (None when nothing was resized)."""
     pre = opts.preprocess()
+    if opts.image_size is not None:  # images and masks at that size, for every file: refuse what cannot fit
+        h, w = opts.image_size
+        check_memory(len(files) * (pre.n_channels + 1) * h * w, f"folder dataset {opts.root}",
+                     f"a smaller image size ({IMAGE_SIZE_HOW})")
     out = {}
     for file in files:
         name = _in(opts.images, file)

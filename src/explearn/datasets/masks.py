@@ -102,7 +102,7 @@ def _identity(mask: torch.Tensor, param: float, rng: np.random.Generator) -> tor
           "Gaussian-blurred masks, rescaled so that each mask's maximum stays 1 (soft edges)")
 def _soft(mask: torch.Tensor, sigma: float, rng: np.random.Generator) -> torch.Tensor:
     check(sigma > 0, "mask transform 'soft'", f"the blur's standard deviation must be positive, got {sigma}")
-    radius = max(1, math.ceil(3 * sigma))
+    radius = max(1, min(math.ceil(3 * sigma), max(mask.shape[2:])))  # a wider kernel only meets zero padding
     t = torch.arange(-radius, radius + 1, dtype=mask.dtype)
     kernel = torch.exp(-0.5 * (t / sigma) ** 2)
     kernel = kernel / kernel.sum()
@@ -174,20 +174,21 @@ def _pool(mask: torch.Tensor, k: float, rng: np.random.Generator) -> torch.Tenso
     k = _whole(k, "pool", "block size")
     check(k >= 1, "mask transform 'pool'", "the block size must be at least 1 pixel")
     h, w = mask.shape[2:]
+    k = min(k, max(h, w))  # a block larger than the image is the whole image
     pooled = F.max_pool2d(mask, k, k, ceil_mode=True)
     return pooled.repeat_interleave(k, 2).repeat_interleave(k, 3)[:, :, :h, :w]
 
 
 @register("dilate", 2.0, "radius r in pixels", "masks grown by r pixels (maximum over a (2r+1) x (2r+1) square)")
 def _dilate(mask: torch.Tensor, r: float, rng: np.random.Generator) -> torch.Tensor:
-    r = _whole(r, "dilate", "radius")
+    r = min(_whole(r, "dilate", "radius"), max(mask.shape[2:]))  # a larger radius reaches every pixel all the same
     return F.max_pool2d(mask, 2 * r + 1, 1, r)
 
 
 @register("erode", 1.0, "radius r in pixels", "masks shrunk by r pixels (minimum over a (2r+1) x (2r+1) square; "
                                              "the image border does not erode)")
 def _erode(mask: torch.Tensor, r: float, rng: np.random.Generator) -> torch.Tensor:
-    r = _whole(r, "erode", "radius")
+    r = min(_whole(r, "erode", "radius"), max(mask.shape[2:]))  # a larger radius reaches every pixel all the same
     return 1 - F.max_pool2d(F.pad(1 - mask, (r, r, r, r), value=0.0), 2 * r + 1, 1)
 
 

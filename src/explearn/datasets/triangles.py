@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from explearn.config import check, setting
-from explearn.datasets.base import ExplanationDataset, Splits
+from explearn.datasets.base import ExplanationDataset, Splits, check_memory
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "test_spurious": 3}
 #: Difficulty of the default benchmark, calibrated so that label-only training scores 0.70-0.80 at 500
@@ -97,6 +97,9 @@ def triangles(n_train: int = 500, seed: int = 0, **options) -> Splits:
     from explearn.config import from_dict, to_dict
 
     opts = from_dict(TriangleOptions, {"n_train": n_train, **options}, "dataset 'triangles'")
+    n = sum(sum(opts.class_counts(s)) for s in ("train", "val", "test")) * (2 if opts.spurious_rate is not None else 1)
+    # images, masks and the rendering's working copies, at worst twice the splits with test_spurious
+    check_memory(3 * n * opts.image_size ** 2, "dataset 'triangles'", "a smaller image_size or fewer samples")
     splits = {}
     for split in ("train", "val", "test") + (("test_spurious",) if opts.spurious_rate is not None else ()):
         arrays = render_split(opts, seed, split)

@@ -67,6 +67,18 @@ class OptimHParams:
     def __post_init__(self) -> None:
         check(self.lr > 0, "method settings", f"lr must be positive, got {self.lr}")
         check(self.weight_decay >= 0, "method settings", f"weight_decay must be >= 0, got {self.weight_decay}")
+        for key in ("lr", "weight_decay"):  # the optimisers multiply float32 weights by them
+            check_float32(getattr(self, key), key)
+
+
+#: the largest float32: a learning rate or weight decay beyond it cannot be applied to float32 weights
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
+def check_float32(value: float, key: str, where: str = "method settings") -> None:
+    """Raise a ConfigError unless ``value`` fits a float32 (the optimisers' arithmetic on float32 weights)."""
+    check(abs(value) <= FLOAT32_MAX, where, f"{key} = {value:g} is beyond the float32 range (about 3.4e38) the "
+                                            "weights are stored in; no optimiser step can use it")
 
 
 class Method:

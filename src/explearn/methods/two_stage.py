@@ -17,8 +17,8 @@ from torch import nn
 
 from explearn.config import check, setting
 from explearn.losses.alignment import AlignmentLoss
-from explearn.methods.base import (METHODS, Batch, Method, OptimHParams, cross_entropy, masked_input, right_reasons,
-                                   step)
+from explearn.methods.base import (METHODS, Batch, Method, OptimHParams, check_float32, cross_entropy, masked_input,
+                                   right_reasons, step)
 from explearn.models.base import eval_mode, parameters_of
 from explearn.models.mapping import IdentityMapping
 
@@ -53,6 +53,7 @@ class TwoStageHParams(AlignmentHParams):
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.lr_ratio > 0, "method 'two_stage'", f"lr_ratio must be positive, got {self.lr_ratio}")
+        check_float32(self.lr * self.lr_ratio, "lr * lr_ratio (stage 2's learning rate)", "method 'two_stage'")
         check(self.schedule_steps >= 1, "method 'two_stage'", f"schedule_steps must be >= 1, got {self.schedule_steps}")
 
 

@@ -153,7 +153,12 @@ def _probe(features: nn.Module, classifier: nn.Module, input_shape: tuple[int, .
             for training in (False, True):  # an auxiliary head or a different output may appear in train mode only
                 features.train(training)
                 classifier.train(training)
-                out = features(x)
+                try:
+                    out = features(x)
+                except Exception as err:  # e.g. 3-channel input_shape for a 1-channel network
+                    raise ConfigError(f"the network fails on images of shape (C, H, W) = {tuple(input_shape)}: "
+                                      f"{str(err).splitlines()[0]}; check input_shape (e.g. data.input_shape)"
+                                      ) from err
                 if not isinstance(out, torch.Tensor):
                     raise ConfigError(f"the features f return {_describe(out)}, not a tensor; end f at a layer that "
                                       "returns one tensor")

@@ -127,6 +127,8 @@ def classify(model: nn.Module, mapped: torch.Tensor) -> torch.Tensor:
         ConfigError: c modified A in place (in-place code in a submodule's own ``forward``, which
             ``disable_inplace`` cannot rewrite).
     """
+    if mapped.is_inference():  # predictions under inference_mode: no version counter, and nothing to corrupt
+        return model.classifier(mapped)
     version = mapped._version
     out = model.classifier(mapped)
     if mapped._version != version:
@@ -150,8 +152,13 @@ def run_parts(model: nn.Module, x: torch.Tensor) -> Outputs:
 
 
 def logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """c(m(f(x))). Shape: (B, C, H, W) -> (B, K)."""
-    return model.classifier(model.mapping(model.features(x)))
+    """c(m(f(x))), checking that c leaves m(f(x)) unchanged (``classify``: autograd would otherwise stop later
+    with "modified by an inplace operation"). Shape: (B, C, H, W) -> (B, K).
+
+    Raises:
+        ConfigError: the classifier modifies m(f(x)) in place.
+    """
+    return classify(model, model.mapping(model.features(x)))
 
 
 @contextlib.contextmanager

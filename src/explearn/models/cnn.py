@@ -11,7 +11,7 @@ from torch import nn
 from explearn.config import check, setting
 from explearn.errors import ConfigError
 from explearn.models.base import ExplainableNet
-from explearn.models.mapping import MAPPINGS, make_mapping
+from explearn.models.mapping import MAPPINGS, check_mlp_size, make_mapping
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class SmallCNNOptions:
         check(1 <= self.feature_blocks <= len(self.widths), where,
               f"feature_blocks must lie in [1, {len(self.widths)}], got {self.feature_blocks}")
         MAPPINGS.get(self.mapping)  # unknown kinds fail here, with suggestions
+        check_mlp_size(self.mapping_hidden, self.mapping_depth, where)
 
 
 def small_cnn(input_shape: tuple[int, int, int], n_classes: int, options: SmallCNNOptions | None = None) -> ExplainableNet:

@@ -77,6 +77,7 @@ class MLPMapping(nn.Module):
 
     def __init__(self, feature_shape: tuple[int, ...], hidden: int = 256, depth: int = 1, **_: object) -> None:
         super().__init__()
+        check_mlp_size(hidden, depth, "mapping layer 'mlp'")
         d = math.prod(feature_shape)
         layers: list[nn.Module] = []
         width = d
@@ -98,6 +99,20 @@ class IdentityMapping(nn.Identity):
 
     def __init__(self, feature_shape: tuple[int, ...] | None = None, **_: object) -> None:
         super().__init__()
+
+
+def check_mlp_size(hidden: int, depth: int, where: str) -> None:
+    """The size of an ``mlp`` mapping layer: ``hidden`` >= 1 units in each of ``depth`` >= 0 hidden layers.
+
+    Raises:
+        ConfigError: naming ``where`` and the setting (``mapping_hidden``, ``mapping_depth`` in model options).
+    """
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+        raise ConfigError(f"{where}: mapping_hidden (the width of its hidden layers) must be an integer >= 1, "
+                          f"got {hidden!r}")
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+        raise ConfigError(f"{where}: mapping_depth (its number of hidden layers) must be an integer >= 0, got "
+                          f"{depth!r}")
 
 
 def make_mapping(kind: str, feature_shape: tuple[int, ...], **options: object) -> nn.Module:

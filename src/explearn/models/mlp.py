@@ -11,7 +11,7 @@ from torch import nn
 
 from explearn.config import check, setting
 from explearn.models.base import ExplainableNet
-from explearn.models.mapping import MAPPINGS, make_mapping
+from explearn.models.mapping import MAPPINGS, check_mlp_size, make_mapping
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class MLPOptions:
         check(1 <= self.feature_layers <= len(self.hidden), where,
               f"feature_layers must lie in [1, {len(self.hidden)}], got {self.feature_layers}")
         MAPPINGS.get(self.mapping)  # unknown kinds fail here, with suggestions
+        check_mlp_size(self.mapping_hidden, self.mapping_depth, where)
         check(self.mapping != "conv1x1", where,
               "mapping 'conv1x1' needs feature maps (C, H, W) but the mlp's features are vectors; "
               "use 'linear', 'mlp' or 'identity'")

@@ -13,7 +13,7 @@ from torch import nn
 
 from explearn.config import check, setting
 from explearn.models.base import ExplainableNet, eval_mode
-from explearn.models.mapping import MAPPINGS, make_mapping
+from explearn.models.mapping import MAPPINGS, check_mlp_size, make_mapping
 
 Norm = Literal["batch", "group", "none"]
 
@@ -51,8 +51,7 @@ class SmallResNetOptions:
         check(self.feature_stages is None or 0 <= self.feature_stages <= len(self.widths), where,
               f"feature_stages must lie in [0, {len(self.widths)}] or be None, got {self.feature_stages}")
         check(self.norm in ("batch", "group", "none"), where, f"norm must be batch, group or none, got {self.norm!r}")
-        check(self.mapping_hidden >= 1 and self.mapping_depth >= 0, where,
-              f"bad mlp mapping size hidden={self.mapping_hidden}, depth={self.mapping_depth}")
+        check_mlp_size(self.mapping_hidden, self.mapping_depth, where)
         MAPPINGS.get(self.mapping)  # unknown kinds fail here, with suggestions
 
     @property

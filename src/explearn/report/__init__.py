@@ -2,22 +2,71 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 
+from explearn.errors import ConfigError
 from explearn.files import atomic_path, atomic_write
 from explearn.report.figures import FIGURES, draw
 from explearn.report.tables import render_summary
-from explearn.results import (aggregate, agreement, agreement_differences, collect, paired_differences,
+from explearn.results import (Results, aggregate, agreement, agreement_differences, collect, paired_differences,
                               reference_differences, reference_pairs)
 
 
-def render(report_dir: str | Path) -> Path:
+class NoStoredRuns(ConfigError):
+    """None of a report's evaluation runs is stored: rendering it would replace its tables with empty ones."""
+
+
+def check_runs_stored(report_dir: str | Path, results: Results) -> None:
+    """Refuse to render a report none of whose evaluation runs is stored (e.g. a committed report: its ``runs/``
+    is not committed), since that would empty its tables. A report with some runs missing renders, and says so.
+
+    Raises:
+        NoStoredRuns: naming the runs folder, the damaged results if any, and the command that regenerates them.
+    """
+    stored = set(results.eval_runs()["run_id"]) if not results.runs.empty else set()
+    if any(e["role"] == "eval" and e["run_id"] in stored for e in results.manifest["entries"]):
+        return
+    runs_dir = os.path.normpath(results.runs_dir)
+    damaged = {e["run_id"] for e in results.missing if e["role"] == "eval"} & set(results.damaged)
+    why = f"the runs of this report are not in {runs_dir} (run folders are not committed)"
+    if damaged:
+        first = sorted(damaged)[0]
+        why = (f"none of the evaluation runs of this report is readable in {runs_dir}: {len(damaged)} have a damaged "
+               f"result.json ({results.damaged[first]}{', ...' if len(damaged) > 1 else ''}), the others are not there")
+    raise NoStoredRuns(f"{report_dir}: {why}; re-rendering would empty its tables: nothing was changed; rerun "
+                       f"`{regenerate_command(report_dir, results.manifest)}` to regenerate them")
+
+
+def regenerate_command(report_dir: str | Path, manifest: dict) -> str:
+    """The ``explearn reproduce`` command that (re)trains the runs of the report in ``report_dir`` and renders it
+    again, from its manifest: e.g. ``explearn reproduce paper --preset quick --out reports/paper``, and
+    ``... ablations --preset quick --out reports/ablations --only loss`` for a study reported apart."""
+    collection = Path(manifest["collection"])
+    name = collection.name if collection.parent.name == "experiments" else str(collection)  # a shipped collection
+    report_dir = Path(os.path.normpath(report_dir))
+    out = Path(os.path.normpath(report_dir / manifest.get("runs", "runs"))).parent  # OUT holds OUT/runs
+    only = "".join(f" --only {spec}" for spec in manifest["specs"]) if out != report_dir else ""
+    return f"explearn reproduce {name} --preset {manifest['preset']} --out {out}{only}"
+
+
+def render(report_dir: str | Path, results: Results | None = None) -> Path:
     """(Re-)render the report in ``report_dir`` from its manifest and stored runs; no training. Returns the path
-    of ``summary.md``."""
+    of ``summary.md``.
+
+    Args:
+        results: the report's ``collect(report_dir)``, if already loaded (``explearn report`` checks every folder
+            before writing any).
+
+    Raises:
+        NoStoredRuns: none of the report's evaluation runs is stored (``check_runs_stored``); nothing is written.
+        DataError: a damaged ``manifest.json`` (``explearn.results.read_manifest``).
+    """
     report_dir = Path(report_dir)
-    results = collect(report_dir)
+    results = collect(report_dir) if results is None else results
+    check_runs_stored(report_dir, results)
     manifest = results.manifest
     runs = results.runs
     stats_parts, diff_parts = [], []
@@ -25,12 +74,13 @@ def render(report_dir: str | Path) -> Path:
         for name, spec in manifest["specs"].items():
             metrics = [m for m in _metrics(spec) if m != "agreement"]
             part = runs[runs["experiment"] == name]
-            stats_parts.append(aggregate(part, metrics))
+            epochs = spec.get("epochs")  # the bound of epoch counts (epochs_to_95); absent in hand-made manifests
+            stats_parts.append(aggregate(part, metrics, epochs))
             if spec.get("baseline"):
-                diff_parts.append(paired_differences(part, spec["baseline"], metrics))
+                diff_parts.append(paired_differences(part, spec["baseline"], metrics, epochs))
             if spec.get("reference"):
                 parts = spec["setting_parts"]
-                diff_parts.append(reference_differences(part, name, spec["reference"], parts, metrics))
+                diff_parts.append(reference_differences(part, name, spec["reference"], parts, metrics, epochs))
                 diff_parts.append(agreement_differences(
                     results, "", pairs=reference_pairs(runs, name, spec["reference"], parts)))
         for baseline in {spec.get("baseline") for spec in manifest["specs"].values()} - {None}:
@@ -56,7 +106,8 @@ def render(report_dir: str | Path) -> Path:
             if made:
                 figures.append(made)
     path = report_dir / "summary.md"
-    atomic_write(path, render_summary(manifest, stats, diffs, search, len(results.missing), figures))
+    atomic_write(path, render_summary(manifest, stats, diffs, search, results.missing_runs(), figures,
+                                      results.damaged))
     return path
 
 
@@ -66,4 +117,4 @@ def _metrics(spec: dict) -> list[str]:
     return list(dict.fromkeys([*headline, "test/acc", "val/acc", "test/align", "epochs_to_95"]))
 
 
-__all__ = ["FIGURES", "render"]
+__all__ = ["FIGURES", "NoStoredRuns", "check_runs_stored", "regenerate_command", "render"]

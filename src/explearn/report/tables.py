@@ -26,7 +26,8 @@ def fmt_signed(value: float, digits: int = 3) -> str:
 #: how the summary's intervals are computed (``explearn.results.ci95``), said once at the top
 CI_NOTE = ("95 % confidence intervals of means and of paired differences are Student's t-intervals over seeds, cut "
            "to the values the metric can take ([0, 1] for accuracies, alignment, wrong-reason score and agreement, "
-           "[-1, 1] for their differences, >= 0 for epochs and gradient norms): the true mean lies in that range, "
+           "[-1, 1] for their differences; 0 to the epochs trained for epoch counts such as epochs_to_95, "
+           "-epochs to +epochs for their differences; >= 0 for gradient norms): the true mean lies in that range, "
            "so the cut keeps the 95 % coverage. Agreement differences: percentile bootstrap over seeds.")
 
 
@@ -48,19 +49,47 @@ def lower_is_better(metric: str | None) -> bool:
     """Whether a smaller value of ``metric`` is better (``epochs_to_95``, ``test/wrong_score``, ...)."""
     return metric is not None and any(part in metric for part in LOWER_IS_BETTER)
 
-#: presets whose verdicts are not evidence for or against a claim, and why (said at the top of the summary)
+#: presets whose verdicts are not evidence for or against a claim, and why (said at the top of the summary);
+#: {trained} is what the manifest's specs train ("1 epoch on 2 to 3 seeds per cell", see ``trained``). Sample
+#: counts are not given: a smoke preset may train 16 samples or 500 (spurious), and always proves only the pipeline.
 NOT_EVIDENCE = {
-    "smoke": "trains toy sizes (a few dozen samples, one epoch) to prove that the pipeline runs: its numbers, "
-             "intervals and verdicts say nothing about the methods or the paper's claims",
-    "quick": "trains fewer seeds and epochs than the `full` preset: its intervals are wide and its verdicts are "
-             "indications to check with `--preset full`",
+    "smoke": "trains {trained} to prove that the pipeline runs: its numbers, intervals and verdicts say nothing "
+             "about the methods or the paper's claims",
+    "quick": "trains fewer seeds and epochs than the `full` preset{trained}: its intervals are wide and its "
+             "verdicts are indications to check with `--preset full`",
 }
 
 
-def evidence_note(preset: str) -> str:
-    """The summary's opening warning for a preset whose verdicts are not evidence; empty for ``full``."""
+def trained(specs: Mapping[str, Mapping[str, Any]]) -> str:
+    """'1 epoch on 2 to 3 seeds per cell': the epochs and evaluation seeds of the specs (from their ``epochs``
+    and ``seeds``, the range over specs); "" when the specs do not say."""
+    epochs = [s["epochs"] for s in specs.values() if isinstance(s.get("epochs"), int)]
+    seeds = [s["seeds"] for s in specs.values() if isinstance(s.get("seeds"), int)]
+    if not epochs or not seeds:
+        return ""
+    return f"{_count(epochs, 'epoch')} on {_count(seeds, 'seed')} per cell"
+
+
+def _count(values: list[int], noun: str) -> str:
+    low, high = min(values), max(values)
+    return f"{low} {noun}{'s' if low != 1 else ''}" if low == high else f"{low} to {high} {noun}s"
+
+
+def evidence_note(preset: str, specs: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """The summary's opening warning for a preset whose verdicts are not evidence; empty for ``full``.
+
+    Args:
+        specs: the manifest's specs, for what the preset trains (``trained``); said in general words without them.
+    """
     why = NOT_EVIDENCE.get(preset)
-    return f"**Not evidence.** Preset `{preset}` {why}; every verdict below says so." if why else ""
+    if not why:
+        return ""
+    what = trained(specs or {})
+    if preset == "smoke":
+        why = why.format(trained=what or "a few seeds for an epoch or so")
+    else:
+        why = why.format(trained=f" (here {what})" if what else "")
+    return f"**Not evidence.** Preset `{preset}` {why}; every verdict below says so."
 
 
 def at_preset(text: str, preset: str) -> str:
@@ -163,8 +192,9 @@ def experiment_section(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, 
         lines += [f"Paper's claim: {spec['claim']}", ""]
     stats = stats[stats["experiment"] == name]
     seeds = sorted(set(stats[stats["metric"] != "agreement"]["n"])) or sorted(set(stats["n"]))
+    per_cell = ", ".join(map(str, seeds)) or "none (no run of this experiment has finished)"
     lines += [f"Mean ± standard deviation over seeds [95 % confidence interval of the mean]; seeds per cell: "
-              f"{', '.join(map(str, seeds))}. Agreement: mean over all pairs of models (± std over pairs).", ""]
+              f"{per_cell}. Agreement: mean over all pairs of models (± std over pairs).", ""]
     header = ["setting", "method", *headline]
     has_paper = bool(paper)
     if has_paper:
@@ -259,17 +289,24 @@ def reference_table(name: str, spec: Mapping[str, Any], diffs: pd.DataFrame, pre
 
 
 def render_summary(manifest: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.DataFrame, search: pd.DataFrame,
-                   missing: int, figures: list[str]) -> str:
-    """The whole ``summary.md``."""
+                   missing: int, figures: list[str], damaged: Mapping[str, str] | None = None) -> str:
+    """The whole ``summary.md``.
+
+    Args:
+        missing: the number of distinct runs of the manifest that are not stored (or damaged).
+        damaged: run id -> what is wrong with its ``result.json``, for runs counted as missing for that reason.
+    """
     timing = manifest.get("timing") or {}
     specs = manifest["specs"]
     apart = len(specs) == 1 and next(iter(specs.values())).get("report") == "apart"
     title = f"Study report: {next(iter(specs))}" if apart else "Reproduction report"
+    runs = manifest.get("runs", "runs")
     lines = [f"# {title}", "",
              f"Preset `{manifest['preset']}`, specs from `{manifest['collection']}`. "
-             f"Re-render with `explearn report DIR`; every number below comes from the runs stored in `runs/`.", ""]
-    if evidence_note(manifest["preset"]):
-        lines += [evidence_note(manifest["preset"]), ""]
+             f"Re-render with `explearn report DIR`; every number below comes from the runs stored in `{runs}/`.", ""]
+    note = evidence_note(manifest["preset"], specs)
+    if note:
+        lines += [note, ""]
     lines += [CI_NOTE, ""]
     if timing:
         other = timing.get("by_other_launch", 0)
@@ -278,6 +315,10 @@ def render_summary(manifest: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.D
                   f"{len(timing.get('failed', []))} failed, {timing.get('seconds', 0):.0f} s wall time.", ""]
     if missing:
         lines += [f"**{missing} runs of the manifest have not finished (or failed); their cells are missing.**", ""]
+    if damaged:
+        lines += [f"**{len(damaged)} of them have a damaged `result.json` beside their `done` marker and count as "
+                  "missing (a relaunch of `explearn reproduce` trains them again):**", ""]
+        lines += [f"- `{run_id}`: {problem}" for run_id, problem in sorted(damaged.items())] + [""]
     claims = claims_section(manifest, stats, diffs)
     if claims:
         lines.append(claims)

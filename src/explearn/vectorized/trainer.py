@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from explearn import __version__
-from explearn.config import from_dict, to_dict
+from explearn.config import check_seed, from_dict, to_dict
 from explearn.datasets.base import ExplanationDataset, Splits
 from explearn.errors import ConfigError, DataError
 from explearn.explain.attribution import ATTRIBUTION
@@ -114,9 +114,15 @@ def train_many(datas: Splits | Sequence[Splits], seeds: Sequence[int], method: s
             BatchNorm, a method without a vectorised form), or any setting ``train`` rejects.
         DataError: datasets of different shapes or sizes.
     """
-    seeds = [int(s) for s in seeds]
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise ConfigError(f"train_many: seeds must be a list of run seeds, got {seeds!r}")
+    seeds = [check_seed(s, f"train_many: seeds[{i}]") for i, s in enumerate(seeds)]
     if not seeds:
         raise ConfigError("train_many needs at least one seed")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ConfigError(f"train_many: seed(s) {', '.join(map(str, twice))} given more than once; each seed trains "
+                          "one model, and the same seed trains the same model")
     data_list = [datas] * len(seeds) if isinstance(datas, Splits) else list(datas)
     if len(data_list) != len(seeds):
         raise ConfigError(f"train_many: {len(data_list)} datasets for {len(seeds)} seeds; give one, or one per seed")
