@@ -292,7 +292,7 @@ def _write_manifest(out: Path, folder: Path, preset: str, specs: list[Experiment
                     chosen: dict, table: list[dict], timing: dict | None, runs: str = "runs") -> None:
     out.mkdir(parents=True, exist_ok=True)
     manifest = {
-        "collection": str(folder), "preset": preset, "runs": runs,
+        "collection": _shown(folder), "preset": preset, "runs": runs,
         "specs": {s.name: {**s.raw, "settings": [st.label for st in s.settings],
                            "setting_values": {st.label: dict(st.values) for st in s.settings},
                            "setting_parts": {st.label: {"point": st.point, "variant": st.variant}
@@ -302,6 +302,15 @@ def _write_manifest(out: Path, folder: Path, preset: str, specs: list[Experiment
         "search": table, "timing": timing,
     }
     atomic_write(out / "manifest.json", json.dumps(manifest, indent=1, default=str))  # two launches may write at once
+
+
+def _shown(folder: Path) -> str:
+    """A collection folder as a report names it: relative to the working folder when inside it (``experiments/paper``,
+    not this machine's absolute path), else as it is."""
+    try:
+        return Path(os.path.abspath(folder)).relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(folder)
 
 
 def _progress(log: Callable[[str], None], phase: str) -> Callable[[int, int], None]:
