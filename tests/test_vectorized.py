@@ -56,6 +56,8 @@ def assert_same_run(many, ref) -> None:
     ("standard", {}),
     ("two_stage", {}),
     ("two_stage", {"schedule": "epoch", "lr_ratio": 10, "axis": "spatial"}),
+    ("two_stage", {"order": "stage2_first"}),
+    ("two_stage", {"order": "stage1_first"}),
     ("rrr", {"lam": 10}),
 ])
 def test_each_model_equals_its_own_train_run(tiny, method, hparams):

@@ -17,9 +17,9 @@ from torch import nn
 
 from explearn.config import check, setting
 from explearn.losses.alignment import AlignmentLoss
-from explearn.methods.base import (METHODS, Batch, Method, OptimHParams, check_float32, cross_entropy, masked_input,
-                                   right_reasons, step)
-from explearn.models.base import eval_mode, parameters_of
+from explearn.methods.base import (METHODS, Batch, Method, OptimHParams, check_float32, cross_entropy, label_loss,
+                                   masked_input, right_reasons, step)
+from explearn.models.base import classify, eval_mode, parameters_of
 from explearn.models.mapping import IdentityMapping
 
 
@@ -41,8 +41,9 @@ class AlignmentHParams(OptimHParams):
 
 
 @dataclass(frozen=True)
-class TwoStageHParams(AlignmentHParams):
-    """Settings of the two-stage method."""
+class AlternationHParams(AlignmentHParams):
+    """Settings of the two stages' alternation, shared by the two-stage method and its "no mapping layer"
+    ablation."""
 
     lr_ratio: float = setting(1.0, "eta2 / eta1: learning rate of stage 2 relative to stage 1")
     schedule: Literal["batch", "steps", "epoch"] = setting(
@@ -58,6 +59,29 @@ class TwoStageHParams(AlignmentHParams):
 
 
 @dataclass(frozen=True)
+class TwoStageHParams(AlternationHParams):
+    """Settings of the two-stage method.
+
+    ``order`` is explearn's choice where the paper only says the stages alternate: within each batch, stage 1 then
+    stage 2 (each computes f on x), or stage 2 then stage 1 sharing one forward of f(x): stage 2 uses it
+    detached (so only m learns), stage 1 keeps its graph and sees m as stage 2 left it. Both are the paper's
+    alternation (each batch, stage 2 changes only m, stage 1 changes everything); the second costs one forward
+    of f less per batch. With f in train mode for that shared forward, a model with BatchNorm or dropout gives
+    stage 2 train-mode features (the target f(x') is always computed in eval mode).
+    """
+
+    order: Literal["stage1_first", "stage2_first"] = setting(
+        "stage1_first", "within a batch (schedule=batch): stage1_first, or stage2_first sharing one forward of f(x)"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.order == "stage1_first" or self.schedule == "batch", "method 'two_stage'",
+              f"order={self.order!r} shares one forward of f(x) between the stages of a batch, so it needs "
+              f"schedule='batch', got schedule={self.schedule!r}")
+
+
+@dataclass(frozen=True)
 class AlternationSchedule:
     """Which stage runs at each optimisation step of an epoch.
 
@@ -69,7 +93,7 @@ class AlternationSchedule:
     batches_per_epoch: int
 
     @classmethod
-    def from_hparams(cls, hp: TwoStageHParams, batches_per_epoch: int) -> "AlternationSchedule":
+    def from_hparams(cls, hp: AlternationHParams, batches_per_epoch: int) -> "AlternationSchedule":
         block = {"batch": 1, "steps": hp.schedule_steps, "epoch": batches_per_epoch}[hp.schedule]
         return cls(min(block, batches_per_epoch), batches_per_epoch)
 
@@ -123,7 +147,7 @@ class TwoStage(Method):
     #: stage 2's prediction as a function of (model, x); gradients reach ``stage_two_part`` only
     stage_two_features = staticmethod(mapped_features)
 
-    def __init__(self, model: nn.Module, hparams: TwoStageHParams, batches_per_epoch: int) -> None:
+    def __init__(self, model: nn.Module, hparams: AlternationHParams, batches_per_epoch: int) -> None:
         super().__init__(model, hparams, batches_per_epoch)
         self.align = hparams.alignment()
         self.schedule = AlternationSchedule.from_hparams(hparams, batches_per_epoch)
@@ -137,6 +161,8 @@ class TwoStage(Method):
         self._batch_index = 0
 
     def update(self, batch: Batch) -> dict[str, float]:
+        if getattr(self.hparams, "order", "stage1_first") == "stage2_first":
+            return self.shared_step(batch)
         logs = self.stage_one(batch)
         self._pending.append(batch)
         if self.schedule.flush_after(self._batch_index):
@@ -155,14 +181,29 @@ class TwoStage(Method):
         norm = step(self.optimizer, loss, self.params)
         return {"ce": loss.item(), "grad_norm_stage1": norm}
 
-    def stage_two(self, batch: Batch) -> dict[str, float]:
-        """One misalignment step on the samples of ``batch`` that have a mask; skipped if none has."""
+    def shared_step(self, batch: Batch) -> dict[str, float]:
+        """``order="stage2_first"``: one forward of f(x) in train mode; stage 2 on it detached (m alone learns),
+        then stage 1 on m(f(x)) with the updated m, backpropagating through the same forward of f."""
+        z = self.model.features(batch.x)
+        logs = self.stage_two(batch, features=z.detach())
+        loss = label_loss(classify(self.model, self.model.mapping(z)), batch.y)
+        norm = step(self.optimizer, loss, self.params)
+        return {"ce": loss.item(), "grad_norm_stage1": norm, **logs}
+
+    def stage_two(self, batch: Batch, features: torch.Tensor | None = None) -> dict[str, float]:
+        """One misalignment step on the samples of ``batch`` that have a mask; skipped if none has.
+
+        Args:
+            features: f(x) of the whole batch, detached, when the caller computed it (``shared_step``); else
+                stage 2 computes its prediction itself (``stage_two_features``).
+        """
         right, keep = right_reasons(batch)
         if self.stage_two_optimizer is None or not bool(keep.any()):
             return {}
         x, mask = batch.x[keep], right[keep]
         target = alignment_target(self.model, x, mask, self.hparams.fill)
-        loss = self.align(self.stage_two_prediction(x), target)
+        prediction = self.stage_two_prediction(x) if features is None else self.model.mapping(features[keep])
+        loss = self.align(prediction, target)
         norm = step(self.stage_two_optimizer, loss, self.stage_two_params)
         return {"align_loss": loss.item(), "grad_norm_stage2": norm}
 
@@ -182,9 +223,10 @@ class TwoStageNoMapping(TwoStage):
     """The paper's "no mapping layer" ablation: the mapping layer is removed (m = identity) and stage 2 updates
     the feature extractor f instead, with loss KL(softmax(f(x')) || softmax(f(x)))."""
 
+    HParams = AlternationHParams  # no `order`: stage 2 changes f, so the stages cannot share a forward of f(x)
     stage_two_part = "features"
     stage_two_features = staticmethod(own_features)
 
-    def __init__(self, model: nn.Module, hparams: TwoStageHParams, batches_per_epoch: int) -> None:
+    def __init__(self, model: nn.Module, hparams: AlternationHParams, batches_per_epoch: int) -> None:
         model.mapping = IdentityMapping()
         super().__init__(model, hparams, batches_per_epoch)

@@ -20,7 +20,7 @@ from explearn.methods.rrr import RRR, RRRHParams, rrr_forward, rrr_objective
 from explearn.methods.standard import Standard
 from explearn.methods.two_stage import (AlternationSchedule, TwoStage, TwoStageHParams, TwoStageNoMapping,
                                         alignment_target)
-from explearn.models.base import parameters_of
+from explearn.models.base import classify, parameters_of
 from explearn.registry import Registry
 from explearn.vectorized.optim import StackedOptimizer, make_stacked_optimizer
 
@@ -157,6 +157,8 @@ class StackedTwoStage(StackedMethod):
         self._batch_index = 0
 
     def update(self, batch: StackedBatch) -> UpdateLogs:
+        if getattr(self.hparams, "order", "stage1_first") == "stage2_first":
+            return self.shared_step(batch)
         ce = self.label_losses(batch)
         norm = self.optimizer.minimize(ce.sum())
         logs: UpdateLogs = [{"ce": ce.detach(), "grad_norm_stage1": norm}]
@@ -171,16 +173,29 @@ class StackedTwoStage(StackedMethod):
         self._batch_index = 0
         return logs
 
-    def stage_two(self, batch: StackedBatch) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
+    def shared_step(self, batch: StackedBatch) -> UpdateLogs:
+        """``TwoStage.shared_step``: one forward of f(x) for both stages, stage 2 first on it detached."""
+        z = self.net.features(batch.get("x"))
+        step_two = self.stage_two(batch, features=z.detach())
+        logits = batch.per_model(classify(self.net, self.net.mapping(z)))  # (S, B, K)
+        ce = per_model(label_loss, logits, batch.per_model(batch.get("y")))
+        norm = self.optimizer.minimize(ce.sum())
+        logs: UpdateLogs = [{"ce": ce.detach(), "grad_norm_stage1": norm}]
+        return logs + ([BlockLogs([step_two])] if step_two is not None else [])
+
+    def stage_two(self, batch: StackedBatch,
+                  features: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
         """One misalignment step of every model whose batch has a mask (``TwoStage.stage_two``); None if none has.
 
         A model's loss is the mean over the samples with a mask, as ``TwoStage`` computes it on ``x[keep]``.
+        ``features``: f(x) of the flattened batch, detached (``shared_step``).
         """
         if self.stage_two_optimizer is None or not bool(batch.any_right.any()):
             return None
         x, right, keep = batch.get("x"), batch.get("right"), batch.get("has_right")
         target = alignment_target(self.net, x, right, self.hparams.fill)
-        per_sample = batch.per_model(self.align.per_sample(self.prediction(self.net, x), target))  # (S, B)
+        prediction = self.prediction(self.net, x) if features is None else self.net.mapping(features)
+        per_sample = batch.per_model(self.align.per_sample(prediction, target))  # (S, B)
         if batch.all_right:
             loss = per_model(torch.mean, per_sample)
         else:  # the mean over the samples with a mask (0 for a model without any: it does not step)
