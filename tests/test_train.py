@@ -19,14 +19,14 @@ def test_same_seed_gives_identical_metrics_twice(tiny):
 
 def test_seeds_are_paired_across_methods(tiny):
     # epoch 0 is evaluated before any update: identical initialisation for every method with one run seed
-    std = train(tiny, "standard", seed=3, epochs=1, quiet=True)
-    two = train(tiny, "rrr", seed=3, epochs=1, quiet=True)
+    std = train(tiny, "standard", seed=3, epochs=1, curves="all", quiet=True)
+    two = train(tiny, "rrr", seed=3, epochs=1, curves="all", quiet=True)
     assert std.curve("acc", "test")[0] == two.curve("acc", "test")[0]
     assert [r for r in std.history if r["epoch"] == 0] == [r for r in two.history if r["epoch"] == 0]
 
 
 def test_result_holds_config_curves_and_final_metrics(tiny, tmp_path):
-    result = train(tiny, "two_stage", seed=0, epochs=3, hparams={"lr_ratio": 10}, quiet=True)
+    result = train(tiny, "two_stage", seed=0, epochs=3, hparams={"lr_ratio": 10}, curves="all", quiet=True)
     cfg = result.config
     assert cfg["method"] == "two_stage" and cfg["hparams"]["lr_ratio"] == 10.0 and cfg["hparams"]["loss"] == "kl"
     assert cfg["model"]["options"]["mapping"] == "linear" and cfg["data"]["dataset"] == "triangles"
@@ -47,7 +47,7 @@ def test_best_val_selection_reports_the_best_validation_epoch(tiny):
     epoch = result.metrics["selected_epoch"]
     assert val[epoch - 1] == max(val) and epoch - 1 == val.index(max(val))
     assert result.metrics["val/acc"] == pytest.approx(max(val))
-    last = train(tiny, "standard", seed=0, epochs=4, select="last", quiet=True)
+    last = train(tiny, "standard", seed=0, epochs=4, select="last", curves="all", quiet=True)
     assert last.metrics["selected_epoch"] == 4 and last.metrics["test/acc"] == last.curve("acc", "test")[-1]
 
 
@@ -97,3 +97,14 @@ def test_balanced_selection_uses_validation_balanced_accuracy():
     result = train(data, "standard", seed=0, epochs=4, select="best_val_balanced", quiet=True)
     val = result.curve("balanced_acc", "val")[1:]
     assert result.metrics["selected_epoch"] - 1 == val.index(max(val))
+
+
+def test_per_epoch_evaluation_reads_only_the_validation_split_by_default(tiny):
+    # issue 13: model selection reads validation only; evaluating every split after every epoch took about a third
+    # of a run. The final metrics still cover every split, attribution ones with their interval and sample size.
+    result = train(tiny, "standard", seed=0, epochs=2, quiet=True)
+    assert {r["split"] for r in result.history} == {"val", "train"}  # train: the epoch's logged losses only
+    assert {r["metric"] for r in result.history if r["split"] == "train"} <= {"ce", "grad_norm"}
+    m = result.metrics
+    assert {"test/acc", "val/acc", "train/acc", "test/align", "test/align_ci_low", "test/align_n"} <= set(m)
+    assert m["test/align_n"] == min(500, len(tiny.test)) and m["test/align_ci_low"] == m["test/align"]

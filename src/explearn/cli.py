@@ -20,6 +20,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if hasattr(args, "threads"):
+            from explearn.threads import use_threads
+
+            args.threads = use_threads(args.threads)
         return args.run(args)
     except KeyboardInterrupt as stop:  # Ctrl-C: what was stored is said in one line, not a traceback
         detail = f": {stop.args[0]}" if stop.args else ""
@@ -181,6 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=_path, default=None, metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--log", type=_path, default=None, metavar="PATH",
                    help="the Markdown log to append to (default: benchmarks/LOG.md of the repository)")
+    _threads_argument(p)
     p.set_defaults(run=_cmd_bench)
 
     p = sub.add_parser("report", help="re-render a report from its stored runs, without training",
@@ -202,6 +207,15 @@ def _training_arguments(p: argparse.ArgumentParser) -> None:
                    help="a model option, e.g. --model-opt mapping=conv1x1")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _threads_argument(p)
+
+
+def _threads_argument(p: argparse.ArgumentParser) -> None:
+    """--threads of the commands that compute in this one process (train, fit, predict, explain, bench); ``main``
+    applies it before the command runs (``explearn.threads``)."""
+    p.add_argument("--threads", default=None, metavar="N|auto",
+                   help="torch threads: auto (default; also $EXPLEARN_THREADS) uses the cores other processes leave "
+                        "free when the command starts, N uses N (README, 'Threads')")
 
 
 def _training_options(args: argparse.Namespace) -> dict:
@@ -217,6 +231,7 @@ def _checkpoint_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", type=_path, metavar="IMAGES", nargs="+", help="image files or folders of images")
     p.add_argument("--backbone", type=_path, default=None, metavar="MODULE:FUNCTION",
                    help="for a checkpoint trained with `fit --backbone`: the same function, to rebuild the network")
+    _threads_argument(p)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -293,7 +308,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for split in [s for s in ("val", "test", *sorted(data.extra)) if f"{s}/acc" in m]:
         print(f"  {split:14s} " + "  ".join(f"{k} {m[f'{split}/{k}']:.3f}" for k in keys if f"{split}/{k}" in m))
     print(f"  {m['time/epoch_s']:.2f} s per training epoch, {m['time/total_s']:.1f} s in all with evaluation, "
-          f"on {result.config['device']}")
+          f"on {result.config['device']}, {args.threads} torch thread{'s' if args.threads != 1 else ''}")
     if args.out:
         print(f"wrote {result.save(args.out)}")
     return 0
@@ -343,7 +358,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(f"  {split:5s} acc {m[f'{split}/acc']:.3f}  balanced_acc {m[f'{split}/balanced_acc']:.3f}  "
               f"align {m[f'{split}/align']:.3f}  " + "  ".join(
                   f"recall[{name}] {m[f'{split}/acc_class{k}']:.3f}" for k, name in enumerate(data.train.class_names)))
-    print(f"  {m['time/total_s']:.2f} s in all on {result.config['device']}")
+    print(f"  {m['time/total_s']:.2f} s in all on {result.config['device']}, {args.threads} torch "
+          f"thread{'s' if args.threads != 1 else ''}")
     print(f"wrote {save_result(args.out, result, data, spec)}")
     return 0
 

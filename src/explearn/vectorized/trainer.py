@@ -80,7 +80,7 @@ def vectorizable(method: str, model: str = "small_cnn", model_options: Mapping[s
 def train_many(datas: Splits | Sequence[Splits], seeds: Sequence[int], method: str = "two_stage", *,
                hparams: Mapping[str, Any] | None = None, model: str = "small_cnn",
                model_options: Mapping[str, Any] | None = None, epochs: int = 30, batch_size: int = 32,
-               select: str = "best_val", device: str | torch.device = "auto", curves: str = "all",
+               select: str = "best_val", device: str | torch.device = "auto", curves: str = "val",
                attributions: int = 0, quiet: bool = True, models_at_once: int | None = None) -> list[TrainResult]:
     """Train one model per seed, all at once, each exactly as ``train(datas[i], method, seeds[i], ...)`` would.
 
