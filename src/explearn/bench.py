@@ -1,6 +1,8 @@
-"""``explearn bench``: where the time goes. Training throughput of each method, the cost of the explanation methods
-relative to label-only training, models per minute for many seeds (sequential vs vectorised), achieved
-floating-point throughput against this machine's peak, and the wall time of the reproduction presets.
+"""``explearn bench``: where the time goes. Training throughput of each method, its time and FLOP ratio to label-only
+training (measured interleaved in one process), explearn's RRR against a re-implementation of a peer's RRR loop, the
+share of a default run spent in training steps, models per minute for many seeds (sequential vs vectorised),
+achieved floating-point throughput against this machine's measured sgemm peak, the machine's other load during the
+measurement, and the wall time of the reproduction presets.
 
 A command, not a timed test: timings depend on the machine and its load. Every figure is measured in the run that
 prints it, except the preset wall times read from the manifests of earlier reproductions (marked as such).

@@ -175,12 +175,15 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_reproduce)
 
     p = sub.add_parser("bench", help="where the time goes: throughput per method, seeds sequential vs vectorised, "
-                                     "FLOP/s against peak, preset wall times",
+                                     "RRR against a peer's loop, share of a run spent training, FLOP/s, preset wall times",
                        description="Measure training samples per second of each method on the triangle and "
-                                   "Decoy-MNIST workloads (Decoy-MNIST needs $EXPLEARN_DATA), the cost ratio to "
-                                   "standard, models per minute for S = 1, 10, 30 seeds sequential vs vectorised, "
-                                   "achieved FLOP/s against this machine's peak, and reproduction preset wall "
-                                   "times. Prints a Markdown table and appends it to the benchmark log.")
+                                   "Decoy-MNIST workloads (Decoy-MNIST needs $EXPLEARN_DATA), each method's time and "
+                                   "FLOP ratio to standard (paired, interleaved in one process), explearn's RRR "
+                                   "against a re-implementation of the XIL typology code's RRR loop, the share of a "
+                                   "default run spent training, models per minute for S = 1, 10, 30 seeds sequential "
+                                   "vs vectorised, achieved FLOP/s against the measured sgemm peak, how busy the "
+                                   "machine was meanwhile, and reproduction preset wall times. Prints a Markdown "
+                                   "table and appends it to the benchmark log.")
     p.add_argument("--quick", action="store_true", help="fewer methods, epochs and repeats: a few minutes")
     p.add_argument("--json", type=_path, default=None, metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--log", type=_path, default=None, metavar="PATH",
