@@ -50,6 +50,13 @@ def assert_same_run(many, ref) -> None:
         if not key.startswith("time/"):
             assert many.metrics[key] == pytest.approx(value, rel=1e-4, abs=1e-6, nan_ok=True), key
     assert many.config == ref.config  # run ids and stored results are interchangeable
+    assert many.protocols.keys() == ref.protocols.keys()
+    for name, theirs in ref.protocols.items():
+        mine = many.protocols[name]
+        assert (mine["selected_epoch"], mine["tied_epochs"]) == (theirs["selected_epoch"], theirs["tied_epochs"])
+        assert mine["metrics"].keys() == theirs["metrics"].keys()
+        for key, value in theirs["metrics"].items():
+            assert mine["metrics"][key] == pytest.approx(value, rel=1e-4, abs=1e-6, nan_ok=True), (name, key)
 
 
 @pytest.mark.parametrize("method, hparams", [
@@ -65,6 +72,16 @@ def test_each_model_equals_its_own_train_run(tiny, method, hparams):
     assert len(results) == len(SEEDS)
     for seed, result in zip(SEEDS, results):
         assert_same_run(result, train(tiny, method, seed, hparams=hparams, quiet=True, **RUN))
+
+
+@pytest.mark.parametrize("method", ["standard", "rrr"])
+def test_selection_protocols_equal_train(method):
+    data = datasets.triangles(n_train=24, seed=0, n_val=16, n_test=16, image_size=16, spurious_rate=0.9,
+                              n_val_oracle=16, masks="both")
+    results = train_many(data, [0, 1], method, **ALL, **RUN)
+    for seed, result in zip([0, 1], results):
+        assert set(result.protocols) == {"train_like", "oracle", "explanation"}
+        assert_same_run(result, train(data, method, seed, quiet=True, **RUN))
 
 
 @pytest.mark.parametrize("mapping", ["conv1x1", "mlp", "identity"])

@@ -175,7 +175,8 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_reproduce)
 
     p = sub.add_parser("bench", help="where the time goes: throughput per method, seeds sequential vs vectorised, "
-                                     "RRR against a peer's loop, share of a run spent training, FLOP/s, preset wall times",
+                                     "RRR against a peer's loop, share of a run spent training, FLOP/s, preset "
+                                     "wall times",
                        description="Measure training samples per second of each method on the triangle and "
                                    "Decoy-MNIST workloads (Decoy-MNIST needs $EXPLEARN_DATA), each method's time and "
                                    "FLOP ratio to standard (paired, interleaved in one process), explearn's RRR "
@@ -310,11 +311,32 @@ def _cmd_train(args: argparse.Namespace) -> int:
     keys = ["acc", "balanced_acc", "minority_acc", "align"]  # minority_acc only exists for imbalanced classes
     for split in [s for s in ("val", "test", *sorted(data.extra)) if f"{s}/acc" in m]:
         print(f"  {split:14s} " + "  ".join(f"{k} {m[f'{split}/{k}']:.3f}" for k in keys if f"{split}/{k}" in m))
+    if "shortcut/reliance" in m:
+        print(f"  shortcut       reliance {m['shortcut/reliance']:+.3f}  worst-group acc "
+              f"{m['shortcut/worst_group_acc']:.3f}")
+    _print_protocols(result.protocols)
     print(f"  {m['time/epoch_s']:.2f} s per training epoch, {m['time/total_s']:.1f} s in all with evaluation, "
           f"on {result.config['device']}, {args.threads} torch thread{'s' if args.threads != 1 else ''}")
     if args.out:
         print(f"wrote {result.save(args.out)}")
     return 0
+
+
+def _print_protocols(protocols: dict) -> None:
+    """One line per selection protocol beyond train_like: its epoch and test accuracy (and reliance)."""
+    if len(protocols) < 2:
+        return
+    parts = []
+    for name, p in protocols.items():
+        text = f"{name} epoch {p['selected_epoch']}: test acc {p['metrics']['test/acc']:.3f}"
+        if "shortcut/reliance" in p["metrics"]:
+            text += f", reliance {p['metrics']['shortcut/reliance']:+.3f}"
+        if p["tied_epochs"] > 1:
+            text += f" ({p['tied_epochs']} epochs tied)"
+        parts.append(text)
+    print("  selection protocols (README, 'Selection protocols'; oracle is an upper bound):")
+    for text in parts:
+        print(f"    {text}")
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:

@@ -51,6 +51,43 @@ def minority_class(train_counts: Sequence[int]) -> int | None:
     return smallest[0] if len(smallest) == 1 else None
 
 
+def confidence(logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """How confident a model's predictions are, beside its accuracy: ``ce`` the mean cross-entropy (nats),
+    ``max_prob`` the mean largest softmax probability (1/K for uniform predictions), and ``margin`` the mean logit
+    margin, the true class's logit minus the largest other logit (positive where the prediction is right, near 0
+    for near-uniform predictions). Separates a confidence collapse (RRR's penalty on d/dx sum_k log p_k vanishes at
+    uniform predictions, Ross et al. 2017) from a model that is right for the right reasons.
+    Shape: logits (N, K), y (N,)."""
+    logp = torch.log_softmax(logits.float(), dim=1)
+    true = logits.gather(1, y[:, None])[:, 0]
+    others = logits.scatter(1, y[:, None], float("-inf")).max(dim=1).values
+    return {"ce": float(-logp.gather(1, y[:, None]).mean()), "max_prob": float(logp.exp().max(dim=1).values.mean()),
+            "margin": float((true - others).float().mean())}
+
+
+def shortcut_metrics(metrics: dict[str, float], aligned: str, swapped: str, n_classes: int) -> dict[str, float]:
+    """Reliance on a shortcut, measured without attributions, from the accuracies on two evaluation splits of the
+    same images that differ only in the shortcut: ``aligned`` (the shortcut agrees with each label) and ``swapped``
+    (it points to another class).
+
+    - ``shortcut/reliance`` = acc(aligned) - acc(swapped), in [-1, 1]: 0 for a model that ignores the shortcut,
+      near 1 for one that follows it whenever it is present (the "decoy reliance gap" of Decoy-MNIST studies).
+    - ``shortcut/worst_group_acc``: the lowest accuracy over the groups (class, shortcut agrees or not), i.e. over
+      the per-class accuracies of both splits (Sagawa et al. 2020, "Distributionally robust neural networks",
+      worst-group accuracy); classes absent from a split are left out.
+
+    Args:
+        metrics: final metrics keyed ``split/metric``, holding ``{aligned}/acc``, ``{swapped}/acc`` and their
+            ``acc_class{k}``.
+        aligned, swapped: the two split names (``Splits.info["shortcut_splits"]``).
+        n_classes: number of classes.
+    """
+    groups = [metrics[f"{split}/acc_class{k}"] for split in (aligned, swapped) for k in range(n_classes)]
+    groups = [g for g in groups if not math.isnan(g)]
+    return {"shortcut/reliance": metrics[f"{aligned}/acc"] - metrics[f"{swapped}/acc"],
+            "shortcut/worst_group_acc": min(groups)}
+
+
 def pairwise_agreement(predictions: Sequence[torch.Tensor]) -> float:
     """Mean, over all pairs of models, of the share of points on which the two predict the same class.
 
@@ -103,8 +140,9 @@ def metric_bounds(metric: str, epochs: int | None = None) -> tuple[float, float]
 
     Accuracies of every kind, alignment, the wrong-reason score and pairwise agreement lie in [0, 1] (the rule
     reads the metric's name after the split, so ``test_spurious/acc`` or a new ``*/acc_top2`` are covered);
-    epoch counts (``epochs_to_95``, ``selected_epoch``) in [0, epochs], or [0, inf) when ``epochs`` is not
-    given; gradient norms and times in [0, inf). Confidence intervals of a mean are kept inside these bounds
+    ``shortcut/reliance`` in [-1, 1]; ``max_prob`` in [0, 1]; ``ce`` in [0, inf); epoch counts (``epochs_to_95``,
+    ``selected_epoch``) in [0, epochs], or [0, inf) when ``epochs`` is not given; gradient norms and times in
+    [0, inf). Confidence intervals of a mean are kept inside these bounds
     (``explearn.results.ci95``): the mean of bounded values lies within the same bounds.
 
     Args:
@@ -113,6 +151,12 @@ def metric_bounds(metric: str, epochs: int | None = None) -> tuple[float, float]
     """
     parts = metric.split("/")
     name = parts[-1]
+    if name == "reliance":  # a difference of two accuracies
+        return -1.0, 1.0
+    if name == "max_prob":
+        return 0.0, 1.0
+    if name == "ce":
+        return 0.0, math.inf
     if name in SHARES or "acc" in name.split("_"):
         return 0.0, 1.0
     if any(EPOCH_COUNTS.match(part) for part in parts):

@@ -25,8 +25,10 @@ from explearn.errors import ConfigError
 from explearn.files import atomic_write
 from explearn.explain.attribution import ATTRIBUTION, Estimate, alignment_estimate, wrong_score_estimate
 from explearn.methods.base import METHODS, Batch, Method
-from explearn.metrics import accuracy, balanced_accuracy, minority_class, per_class_accuracy
+from explearn.metrics import (accuracy, balanced_accuracy, confidence, minority_class, per_class_accuracy,
+                              shortcut_metrics)
 from explearn.models import MODELS, check_model, check_outputs
+from explearn.selection import PROTOCOLS, Tracker, has_intervention, intervene, score_metric
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,9 @@ class TrainResult:
         examples: for the first ``attributions`` test images: ``image`` (k, C, H, W), ``mask``, ``label``,
             ``attribution`` (the input gradient behind ``*/align``, (k, C, H, W)), as nested lists; else empty.
         model: the trained model (selected epoch), on CPU.
+        protocols: the model each selection protocol chose (``explearn.selection``): ``{protocol:
+            {"selected_epoch", "tied_epochs", "metrics"}}``, for ``train_like`` always, ``oracle`` where the data
+            have ``val_oracle``, ``explanation`` where the validation split has wrong-reason masks.
     """
 
     config: dict[str, Any]
@@ -82,6 +87,7 @@ class TrainResult:
     predictions: dict[str, list[int]]
     examples: dict[str, Any] = field(default_factory=dict)
     model: nn.Module | None = None
+    protocols: dict[str, Any] = field(default_factory=dict)
 
     def curve(self, metric: str = "acc", split: str = "test") -> list[float]:
         """Values of one metric per epoch (index 0 = before training)."""
@@ -90,10 +96,10 @@ class TrainResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"config": self.config, "metrics": self.metrics, "history": self.history,
-                "predictions": self.predictions, "examples": self.examples}
+                "predictions": self.predictions, "examples": self.examples, "protocols": self.protocols}
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write ``result.json`` (config, metrics, history, predictions) into ``out_dir``; returns its path.
+        """Write ``result.json`` (config, metrics, history, predictions, protocols) into ``out_dir``; returns its path.
 
         Numpy scalars and 0-d tensors (e.g. a metric a user added) are written as numbers.
 
@@ -164,8 +170,10 @@ def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Ma
     minority = minority_class(data.train.class_counts())
 
     fit = _fit(algo, splits, cfg, minority, quiet)
+    shortcut = data.info.get("shortcut_splits")
+    protocols = protocol_metrics(algo, splits, minority, shortcut, fit.chosen, fit.best_state, fit.history)
     algo.model.load_state_dict(fit.best_state)
-    metrics, predictions = _final_metrics(algo, splits, minority)
+    metrics, predictions = _final_metrics(algo, splits, minority, shortcut)
     metrics.update({
         "selected_epoch": fit.best_epoch,
         "time/total_s": fit.seconds,  # training and per-epoch evaluation
@@ -177,7 +185,7 @@ def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Ma
     }
     config.pop("model_options")
     examples = _examples(algo.model, splits["test"], cfg.attributions) if cfg.attributions else {}
-    return TrainResult(config, metrics, fit.history, predictions, examples, algo.model.cpu())
+    return TrainResult(config, metrics, fit.history, predictions, examples, algo.model.cpu(), protocols)
 
 
 @dataclass
@@ -187,15 +195,61 @@ class _Fit:
     best_state: dict[str, torch.Tensor]
     train_seconds: float
     seconds: float
+    chosen: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def curve_splits(splits: dict[str, ExplanationDataset], curves: str) -> dict[str, ExplanationDataset]:
+    """The splits evaluated after every epoch: every split under ``curves="all"``, else those the selection
+    protocols read: ``val``, ``val_oracle`` where the data have it and ``val_intervened`` (``selection.intervene``
+    of ``val``) where the validation split has wrong-reason masks."""
+    out = dict(splits) if curves == "all" else {"val": splits["val"]}
+    if "val_oracle" in splits:
+        out["val_oracle"] = splits["val_oracle"]
+    if has_intervention(splits["val"]):
+        out["val_intervened"] = intervene(splits["val"])
+    return out
+
+
+def protocol_metrics(algo: Method, splits: dict[str, ExplanationDataset], minority: int | None,
+                     shortcut: list[str] | None, chosen: dict[str, dict[str, Any]], best_state: dict[str, Any],
+                     history: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The model each selection protocol chose, scored on every evaluation split but train (accuracies, and the
+    shortcut's reliance and worst-group accuracy where the data name the pair; no attribution metrics), with
+    its epoch, the number of epochs tied with it, and the curve splits' scores at that epoch (``val_oracle``,
+    ``val_intervened``) from the history. Call it right after training: the model then holds the last epoch's
+    state (the ``oracle`` protocol's); ``best_state`` is the train-like choice.
+
+    Returns: ``{protocol: {"selected_epoch", "tied_epochs", "metrics": {"split/metric": value}}}``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(chosen, key=lambda n: n != "oracle"):  # the last epoch's model first, while it is loaded
+        entry = chosen[name]
+        state = entry["state"] if entry["state"] is not None else (best_state if name == "train_like" else None)
+        if state is not None:
+            algo.model.load_state_dict(state)
+        metrics: dict[str, Any] = {}
+        for split, ds in splits.items():
+            if split != "train":
+                metrics.update({f"{split}/{k}": v for k, v in _scores(_predict(algo, ds), ds, minority).items()})
+        if shortcut:
+            metrics.update(shortcut_metrics(metrics, shortcut[0], shortcut[1], splits[shortcut[0]].n_classes))
+        for r in history:
+            if r["epoch"] == entry["selected_epoch"] and r["split"] == "val_intervened" and r["metric"] == "acc":
+                metrics["val_intervened/acc"] = r["value"]
+        out[name] = {"selected_epoch": entry["selected_epoch"], "tied_epochs": entry["tied_epochs"],
+                     "metrics": metrics}
+    return {name: out[name] for name in PROTOCOLS if name in out}
 
 
 def _fit(algo: Method, splits: dict[str, ExplanationDataset], cfg: TrainConfig, minority: int | None, quiet: bool) -> _Fit:
     """The epoch loop: train, evaluate the curve splits, keep the state of the selected epoch."""
     order = torch.Generator().manual_seed(cfg.seed)  # data order: the run seed, never the method
-    curve_splits = splits if cfg.curves == "all" else {"val": splits["val"]}
+    curves = curve_splits(splits, cfg.curves)
     history: list[dict[str, Any]] = []
-    _record(history, 0, _evaluate(algo, curve_splits, minority))
+    _record(history, 0, _evaluate(algo, curves, minority))
     best_score, best_epoch, best_state = -1.0, 0, {}
+    tracker = Tracker(score_metric(cfg.select), "val_intervened" in curves, "val_oracle" in curves,
+                      keep_best=cfg.select == "last")
     train_seconds = 0.0
     start = time.perf_counter()
     bar = _progress(cfg.epochs, quiet, f"{cfg.method} seed {cfg.seed}")
@@ -204,18 +258,19 @@ def _fit(algo: Method, splits: dict[str, ExplanationDataset], cfg: TrainConfig, 
         logs = _run_epoch(algo, splits["train"], cfg.batch_size, order)
         train_seconds += time.perf_counter() - tic
         check_finite(logs, algo.model.parameters(), epoch, cfg)
-        scores = _evaluate(algo, curve_splits, minority)
+        scores = _evaluate(algo, curves, minority)
         _record(history, epoch, scores)
         _record(history, epoch, {"train": logs})
-        score = scores["val"]["balanced_acc" if cfg.select == "best_val_balanced" else "acc"]
+        score = scores["val"][score_metric(cfg.select)]
         if cfg.select == "last" or score > best_score:
             best_score, best_epoch, best_state = score, epoch, copy.deepcopy(algo.model.state_dict())
+        tracker.observe(epoch, scores, lambda: copy.deepcopy(algo.model.state_dict()))
         if bar is not None:
             bar.update(1)
             bar.set_postfix(val=f"{scores['val']['acc']:.3f}")
     if bar is not None:
         bar.close()
-    return _Fit(history, best_epoch, best_state, train_seconds, time.perf_counter() - start)
+    return _Fit(history, best_epoch, best_state, train_seconds, time.perf_counter() - start, tracker.chosen())
 
 
 class TrainingDiverged(ConfigError):
@@ -339,7 +394,11 @@ def _run_epoch(algo: Method, train: ExplanationDataset, batch_size: int, order: 
 
 
 def _predict(algo: Method, ds: ExplanationDataset, batch_size: int = 256) -> torch.Tensor:
-    return torch.cat([algo.predict(ds.x[i:i + batch_size]).argmax(1) for i in range(0, len(ds), batch_size)])
+    return _logits(algo, ds, batch_size).argmax(1)
+
+
+def _logits(algo: Method, ds: ExplanationDataset, batch_size: int = 256) -> torch.Tensor:
+    return torch.cat([algo.predict(ds.x[i:i + batch_size]) for i in range(0, len(ds), batch_size)])
 
 
 def _scores(pred: torch.Tensor, ds: ExplanationDataset, minority: int | None) -> dict[str, float]:
@@ -358,18 +417,25 @@ def _evaluate(algo: Method, splits: dict[str, ExplanationDataset], minority: int
     return {name: _scores(_predict(algo, ds), ds, minority) for name, ds in splits.items()}
 
 
-def _final_metrics(algo: Method, splits: dict[str, ExplanationDataset], minority: int | None):
+def _final_metrics(algo: Method, splits: dict[str, ExplanationDataset], minority: int | None,
+                   shortcut: tuple[str, str] | list[str] | None = None):
+    """Scores, confidence (``ce``, ``max_prob``, ``margin``) and attribution metrics of every split, and the
+    shortcut's reliance and worst-group accuracy where the data name an aligned and a swapped split (``shortcut``,
+    from ``Splits.info["shortcut_splits"]``)."""
     metrics: dict[str, Any] = {}
     predictions: dict[str, list[int]] = {}
     for name, ds in splits.items():
-        pred = _predict(algo, ds)
-        for key, value in _scores(pred, ds, minority).items():
+        out = _logits(algo, ds)
+        pred = out.argmax(1)
+        for key, value in {**_scores(pred, ds, minority), **confidence(out, ds.y)}.items():
             metrics[f"{name}/{key}"] = value
         if name != "train":
             predictions[name] = pred.cpu().tolist()
             metrics.update(_estimate(f"{name}/align", alignment_estimate(algo.model, ds)))
             if bool(ds.has_wrong_mask.any()):  # only splits with wrong-reason masks (a confounder) get the score
                 metrics.update(_estimate(f"{name}/wrong_score", wrong_score_estimate(algo.model, ds)))
+    if shortcut:
+        metrics.update(shortcut_metrics(metrics, shortcut[0], shortcut[1], splits[shortcut[0]].n_classes))
     return metrics, predictions
 
 

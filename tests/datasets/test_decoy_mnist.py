@@ -37,7 +37,8 @@ def _corner_block(corner: int) -> np.ndarray:
 
 
 def test_splits_shapes_and_names(small):
-    assert set(small.eval_splits()) == {"train", "val", "test", "test_decoy", "test_clean"}
+    assert set(small.eval_splits()) == {"train", "val", "test", "test_decoy", "test_swapped", "test_clean"}
+    assert small.info["shortcut_splits"] == ["test_decoy", "test_swapped"]
     assert [len(small.train), len(small.val), len(small.test)] == [200, 300, 500]
     assert small.input_shape == (1, 28, 28) and small.n_classes == 10
     assert 0 <= float(small.train.x.min()) and float(small.train.x.max()) <= 1
@@ -87,6 +88,18 @@ def test_test_decoy_ties_the_shade_to_the_label_on_the_test_images(small):
     assert torch.equal(t.y, d.y) and torch.equal(t.wrong_mask, d.wrong_mask)  # same images, same corners
     expected = torch.tensor([(255 - 25 * k) / 255 for k in range(10)], dtype=torch.float32)[d.y]
     assert (d.x[:, 0][d.wrong_mask[:, 0].bool()].reshape(-1, 16) == expected[:, None]).all()
+
+
+def test_test_swapped_gives_each_test_image_another_class_shade(small):
+    d, s = small.extra["test_decoy"], small.extra["test_swapped"]
+    assert torch.equal(d.y, s.y) and torch.equal(d.wrong_mask, s.wrong_mask)  # same images, same corners
+    patch = d.wrong_mask[:, 0].bool()
+    assert torch.equal(d.x[:, 0][~patch], s.x[:, 0][~patch])  # only the patch differs
+    grey = s.x[:, 0][patch].reshape(-1, 16)
+    assert (grey == grey[:, :1]).all()
+    shade = torch.round((255 - grey[:, 0] * 255) / 25).long()
+    assert (shade != s.y).all() and set(shade.tolist()) <= set(range(10))
+    assert len(set(((shade - s.y) % 10).tolist())) == 9  # every other class occurs
 
 
 def test_test_clean_is_plain_mnist(folder, small):

@@ -110,6 +110,33 @@ def test_wrong_gives_every_sample_another_samples_mask():
     assert all(owner != i for i, owner in enumerate(owners))  # nobody keeps their own
 
 
+def test_random_place_keeps_each_masks_shape_and_area_at_a_random_position():
+    masks = torch.cat([L_SHAPE, block(0, 12, 0, 12), torch.zeros(1, 1, 12, 12), block(3, 5, 6, 11)] * 4)
+    out = transform_masks(masks, "random_place", seed=3)
+    assert torch.equal(out.sum((1, 2, 3)), masks.sum((1, 2, 3)))  # each mask's area
+    for before, after in zip(masks, out):
+        if before.sum() == 0:
+            continue
+        rows, cols = torch.nonzero(before[0], as_tuple=True)
+        rows2, cols2 = torch.nonzero(after[0], as_tuple=True)
+        dr, dc = int(rows2.min() - rows.min()), int(cols2.min() - cols.min())
+        assert torch.equal(rows2, rows + dr) and torch.equal(cols2, cols + dc)  # the same shape, moved
+    assert len({tuple(torch.nonzero(m[0])[0].tolist()) for m in out[0::4]}) > 1  # L shapes land in several places
+    assert torch.equal(out, transform_masks(masks, "random_place", seed=3))  # one seed, one placement
+
+
+def test_placebos_move_wrong_reason_masks_with_the_same_draws():
+    opts = {"n_train": 20, "n_val": 10, "n_test": 10, "spurious_rate": 0.9, "masks": "both"}
+    plain = load("triangles", seed=0, **opts)
+    for name in ("wrong", "random_place"):
+        placebo = load("triangles", seed=0, mask_transform=name, **opts)
+        assert torch.equal(placebo.train.wrong_mask, transform_masks(plain.train.wrong_mask, name, seed=0))
+        assert torch.equal(placebo.train.mask, transform_masks(plain.train.mask, name, seed=0))
+        assert torch.equal(placebo.train.wrong_mask.sum((1, 2, 3)).sort().values,
+                           plain.train.wrong_mask.sum((1, 2, 3)).sort().values)
+        assert torch.equal(placebo.val.wrong_mask, plain.val.wrong_mask)  # evaluation keeps the truth
+
+
 def test_bad_parameters_and_names_fail_clearly():
     with pytest.raises(ConfigError, match="whole number of pixels"):
         transform_masks(canvas((1, 1)), "dilate", 1.5)

@@ -78,8 +78,81 @@ def test_spurious_feature_agrees_with_label_at_the_asked_rate(rate):
 def test_spurious_splits_exist_only_with_a_spurious_feature():
     plain = datasets.triangles(n_train=10, seed=0, n_val=4, n_test=10)
     spur = datasets.triangles(n_train=10, seed=0, n_val=4, n_test=10, spurious_rate=1.0)
-    assert plain.extra == {} and list(spur.extra) == ["test_spurious"]
+    assert plain.extra == {} and list(spur.extra) == ["test_spurious", "test_aligned", "test_swapped"]
     assert torch.equal(plain.test.y, spur.test.y)
+
+
+def _square(corner: int, size: int = 32, patch: int = 3) -> np.ndarray:
+    out = np.zeros((size, size), dtype=bool)
+    r0 = 1 if corner in (0, 1) else size - 1 - patch
+    c0 = 1 if corner in (0, 2) else size - 1 - patch
+    out[r0:r0 + patch, c0:c0 + patch] = True
+    return out
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_aligned_and_swapped_test_images_differ_from_test_only_in_the_square(n_classes):
+    s = datasets.triangles(n_train=8, seed=5, n_val=4, n_test=40, n_classes=n_classes, spurious_rate=0.9)
+    test, aligned, swapped = s.test, s.extra["test_aligned"], s.extra["test_swapped"]
+    assert torch.equal(test.y, aligned.y) and torch.equal(test.y, swapped.y)
+    assert torch.equal(test.mask, aligned.mask) and torch.equal(test.mask, swapped.mask)
+    for i in range(40):
+        label = int(test.y[i])
+        a_sq = aligned.wrong_mask[i, 0].numpy().astype(bool)
+        s_sq = swapped.wrong_mask[i, 0].numpy().astype(bool)
+        assert np.array_equal(a_sq, _square(label))  # the label's own corner
+        corner = [c for c in range(n_classes) if np.array_equal(s_sq, _square(c))]
+        assert len(corner) == 1 and corner[0] != label  # exactly one other class's corner
+        for split_x, sq in ((aligned.x[i, 0].numpy(), a_sq), (swapped.x[i, 0].numpy(), s_sq)):
+            plain = test.x[i, 0].numpy()
+            assert np.array_equal(split_x[~sq], plain[~sq])  # every other pixel, noise included, identical
+            assert not np.array_equal(split_x[sq], plain[sq])  # the square is really drawn
+    assert aligned.has_wrong_mask.all() and swapped.has_wrong_mask.all() and not test.has_wrong_mask.any()
+
+
+def test_shortcut_free_control_is_the_same_images_without_the_square():
+    opts = dict(n_train=30, seed=2, n_val=10, n_test=10, spurious_rate=0.9)
+    shortcut = datasets.triangles(**opts, masks="both")
+    control = datasets.triangles(**opts, spurious_train="absent")
+    for split in ("train", "val"):
+        a, b = getattr(shortcut, split), getattr(control, split)
+        assert torch.equal(a.y, b.y) and torch.equal(a.mask, b.mask)
+        square = a.wrong_mask[:, 0].bool()
+        assert square.flatten(1).sum(1).eq(9).all()  # every shortcut image has its 3 x 3 square
+        assert torch.equal(a.x[:, 0][~square], b.x[:, 0][~square])
+        assert not torch.equal(a.x[:, 0][square], b.x[:, 0][square])
+        assert not b.has_wrong_mask.any()
+    for split in ("test", "test_aligned", "test_swapped", "test_spurious"):  # evaluated on the same images
+        assert torch.equal(shortcut.eval_splits()[split].x, control.eval_splits()[split].x)
+
+
+def test_wrong_reason_masks_are_the_square_where_asked():
+    opts = dict(n_train=20, seed=1, n_val=6, n_test=10, spurious_rate=1.0)
+    right = datasets.triangles(**opts)
+    wrong = datasets.triangles(**opts, masks="wrong")
+    both = datasets.triangles(**opts, masks="both", mask_fraction=0.5)
+    assert not right.train.has_wrong_mask.any() and right.train.has_mask.all()
+    assert not wrong.train.has_mask.any() and wrong.train.has_wrong_mask.all()
+    for i in range(20):
+        assert np.array_equal(wrong.train.wrong_mask[i, 0].numpy().astype(bool), _square(int(wrong.train.y[i])))
+    assert torch.equal(both.train.has_mask, both.train.has_wrong_mask) and int(both.train.has_mask.sum()) == 10
+    assert torch.equal(both.train.mask, right.train.mask) and torch.equal(both.train.x, right.train.x)
+    # evaluation splits keep both kinds, whatever the training split carries
+    assert wrong.val.has_mask.all() and wrong.val.has_wrong_mask.all()
+
+
+def test_oracle_validation_is_drawn_like_test_and_disjoint_from_it():
+    s = datasets.triangles(n_train=90, seed=0, n_val=50, n_test=60, train_per_class=(80, 10), spurious_rate=0.9,
+                           n_val_oracle=40)
+    oracle = s.extra["val_oracle"]
+    assert oracle.class_counts() == [20, 20] and s.val.class_counts() == [44, 6]  # balanced like test, not train
+    assert not oracle.has_wrong_mask.any() and s.val.has_wrong_mask.all()  # no square, like test ("absent")
+    flat_test = {tuple(row) for row in s.test.x.flatten(1).numpy().round(6).tolist()}
+    assert not any(tuple(row) in flat_test for row in oracle.x.flatten(1).numpy().round(6).tolist())
+    indep = datasets.triangles(n_train=10, seed=0, n_val=4, n_test=10, spurious_rate=0.9,
+                               spurious_test="independent", n_val_oracle=400)
+    agree = (indep.extra["val_oracle"].wrong_mask[:, 0].flatten(1).argmax(1) >= 0).float().mean()
+    assert agree == 1.0 and indep.extra["val_oracle"].has_wrong_mask.all()  # independent squares, like test
 
 
 def test_mask_fraction_keeps_exactly_that_share():
@@ -94,6 +167,9 @@ def test_mask_fraction_keeps_exactly_that_share():
     ({"difficulty": -1}, "difficulty must lie in"),
     ({"difficulty_": 1}, "did you mean 'difficulty'"),
     ({"spurious_test": "absnt"}, "did you mean 'absent'"),
+    ({"masks": "wrong"}, "needs the spurious square"),
+    ({"spurious_train": "absent"}, "needs spurious_rate"),
+    ({"n_val_oracle": 1}, "n_val_oracle must be 0 or at least n_classes"),
 ])
 def test_bad_options_are_named(options, message):
     with pytest.raises(ConfigError, match=message):

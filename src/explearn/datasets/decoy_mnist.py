@@ -10,8 +10,9 @@ pixels above ``digit_threshold``, never on the patch.
 Splits: ``train`` (MNIST train, patch shade tied to the label), ``val`` (other MNIST training images, random
 shades like the test split: models are selected on the distribution they are tested on, never on the test set),
 ``test`` (MNIST test, random shades), and for evaluation ``test_decoy`` (the same test images and corners, the
-shade tied to the label as in training: accuracy there minus on ``test`` shows reliance on the shortcut) and
-``test_clean`` (the same test images without a patch).
+shade tied to the label as in training), ``test_swapped`` (the same images and corners, the shade of another
+class, uniform over the nine others) and ``test_clean`` (the same test images without a patch). Accuracy on
+``test_decoy`` minus on ``test_swapped`` is the reliance on the shortcut (``shortcut/reliance``).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from explearn.datasets.mnist import (
 PATCH = 4  # side of the decoy patch, in pixels
 SHADE_STEP = 25  # grey level 255 - 25 k for class k (255 for 0 down to 30 for 9)
 #: random stream of each split's decoys; test_decoy and test_clean reuse the test split's draws
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "test_decoy": 2, "test_clean": 2}
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "test_decoy": 2, "test_clean": 2, "test_swapped": 2}
 #: which shade each split paints: the label's, a random class's, or no patch at all
-SHADE_MODES = {"train": "label", "val": "random", "test": "random", "test_decoy": "label", "test_clean": "none"}
+SHADE_MODES = {"train": "label", "val": "random", "test": "random", "test_decoy": "label", "test_clean": "none",
+               "test_swapped": "swapped"}
 CLASS_NAMES = tuple(str(k) for k in range(10))
 
 
@@ -51,7 +53,7 @@ class DecoyMNISTOptions(MNISTSplitOptions):
 
 
 def decoy_mnist(n_train: int | None = None, seed: int = 0, **options) -> Splits:
-    """Decoy-MNIST as train / val / test splits plus ``test_decoy`` and ``test_clean``.
+    """Decoy-MNIST as train / val / test splits plus ``test_decoy``, ``test_swapped`` and ``test_clean``.
 
     Args:
         n_train: training images (default: all MNIST training images not in validation, 60000 - n_val).
@@ -85,7 +87,8 @@ def decoy_mnist(n_train: int | None = None, seed: int = 0, **options) -> Splits:
             None if wrong is None else torch.from_numpy(wrong), None if wrong is None else has,
         )
     extra = {k: v for k, v in splits.items() if k not in ("train", "val", "test")}
-    info = {"dataset": "decoy_mnist", "data_seed": seed, "options": to_dict(opts)}
+    info = {"dataset": "decoy_mnist", "data_seed": seed, "options": to_dict(opts),
+            "shortcut_splits": ["test_decoy", "test_swapped"]}
     return Splits(splits["train"], splits["val"], splits["test"], extra, info)
 
 
@@ -109,7 +112,11 @@ def render_split(opts: DecoyMNISTOptions, seed: int, split: str, mnist: MNIST | 
     raw, y = images[index], labels[index].astype(np.int64)
     mode = SHADE_MODES[split]
     patch = _patch(corner) if mode != "none" else np.zeros(raw.shape, dtype=bool)
-    shade = {"label": y, "random": random_class, "none": np.full_like(y, -1)}[mode]
+    if mode == "swapped":  # another class's shade, uniform over the other nine, from its own stream
+        offset = np.random.default_rng([seed, SPLIT_CODES[split], 1]).integers(1, 10, size=n_file)[index]
+        shade = (y + offset) % 10
+    else:
+        shade = {"label": y, "random": random_class, "none": np.full_like(y, -1)}[mode]
     x = scaled(raw)
     right = digit_mask(raw, opts.digit_threshold)
     if mode != "none":

@@ -6,8 +6,11 @@ generator, and returns masks of the same shape with values in [0, 1]. Registerin
 dataset through the data options ``mask_transform`` and ``mask_param`` (``explearn list`` shows them), and so to
 every experiment spec.
 
-Transforms change the masks of the **training** split only: the methods learn from the transformed masks, while
-validation and test keep the true masks, so that explanation alignment is always measured against the truth.
+Transforms change the masks of the **training** split only, right- and wrong-reason masks alike (each kind with the
+same random draws): the methods learn from the transformed masks, while validation and test keep the true masks,
+so that explanation alignment is always measured against the truth. ``wrong`` (masks shuffled across images) and
+``random_place`` (each mask at a random position, its area kept) are the placebo masks: they keep the amount of
+annotation and remove its information.
 """
 
 from __future__ import annotations
@@ -86,8 +89,12 @@ def apply_to_training(splits: Splits, options: MaskOptions, seed: int) -> Splits
     train = splits.train
     mask = transform_masks(train.mask, options.mask_transform, options.param(), seed)
     mask = torch.where(train.has_mask[:, None, None, None], mask, train.mask)
+    changed = {"mask": mask}
+    if bool(train.has_wrong_mask.any()):  # wrong-reason masks get the same transform, with the same draws
+        wrong = transform_masks(train.wrong_mask, options.mask_transform, options.param(), seed)
+        changed["wrong_mask"] = torch.where(train.has_wrong_mask[:, None, None, None], wrong, train.wrong_mask)
     info = {**splits.info, "mask_transform": options.mask_transform, "mask_param": options.param()}
-    return dataclasses.replace(splits, train=dataclasses.replace(train, mask=mask), info=info)
+    return dataclasses.replace(splits, train=dataclasses.replace(train, **changed), info=info)
 
 
 # --- the transforms -----------------------------------------------------------------------------------------------
@@ -226,7 +233,7 @@ def _partial(mask: torch.Tensor, p: float, rng: np.random.Generator) -> torch.Te
 
 
 @register("wrong", 0.0, "unused", "every sample gets the mask of another sample (a random derangement): masks "
-                                  "of the right kind on the wrong place")
+                                  "of the right kind on the wrong place; the shuffled placebo")
 def _wrong(mask: torch.Tensor, param: float, rng: np.random.Generator) -> torch.Tensor:
     n = mask.shape[0]
     if n < 2:
@@ -241,3 +248,21 @@ def _whole(value: float, name: str, what: str) -> int:
     check(value >= 0 and float(value).is_integer(), f"mask transform {name!r}",
           f"the {what} must be a whole number of pixels >= 0, got {value}")
     return int(value)
+
+
+@register("random_place", 0.0, "unused",
+          "each mask moved, shape and area kept, to a uniformly random position where it fits in the image: the "
+          "random placebo of the same area")
+def _random_place(mask: torch.Tensor, param: float, rng: np.random.Generator) -> torch.Tensor:
+    out = torch.zeros_like(mask)
+    h, w = mask.shape[2:]
+    for i in range(mask.shape[0]):
+        rows, cols = torch.nonzero((mask[i] > 0).any(0), as_tuple=True)
+        top, left = rng.integers(0, 1 << 30, size=2)  # always two draws, so every sample's draws are fixed
+        if not len(rows):
+            continue
+        r0, c0 = int(rows.min()), int(cols.min())
+        bh, bw = int(rows.max()) + 1 - r0, int(cols.max()) + 1 - c0
+        top, left = int(top % (h - bh + 1)), int(left % (w - bw + 1))
+        out[i, :, top:top + bh, left:left + bw] = mask[i, :, r0:r0 + bh, c0:c0 + bw]
+    return out

@@ -137,6 +137,9 @@ def ph2(seed: int = 0, **options) -> Splits:
     info = make_info("ph2", seed, to_dict(opts), class_names, pre, files)
     if opts.marker:
         info["marker"] = {"colour": list(MARKER_COLOUR), "files": painted}
+        # the marker agrees with every test label in test_marker (disk on the marker class, none elsewhere) and
+        # with none in test_marker_swapped: the pair behind shortcut/reliance and worst-group accuracy
+        info["shortcut_splits"] = ["test_marker", "test_marker_swapped"]
     return to_splits(parts, class_names, info)
 
 

@@ -32,8 +32,9 @@ from explearn.methods.base import METHODS, Batch, Method, right_reasons, wrong_r
 from explearn.metrics import minority_class
 from explearn.models import MODELS, check_model
 from explearn.models.base import eval_mode
+from explearn.selection import Tracker, score_metric
 from explearn.train import (TrainConfig, TrainResult, _build_model, _device, _examples, _final_metrics, _progress,
-                            _record, _scores, batch_bounds, check_finite)
+                            _record, _scores, batch_bounds, check_finite, curve_splits, protocol_metrics)
 from explearn.vectorized.methods import STACKED_METHODS, StackedBatch, StackedMethod, UpdateLogs
 from explearn.vectorized.stacked import model_state, repeat_for_models, stack_models, stacking_problem
 
@@ -173,12 +174,16 @@ def _train_together(data_list: list[Splits], cfgs: list[TrainConfig], dev: torch
 
     fit = _Fit(stepper, distinct, which, [cfg.seed for cfg in cfgs], dev, cfg0, minority)
     histories, best_epochs, best, train_s, fit_s = fit.run(quiet)
+    chosen, last = fit.chosen, fit.last
     dev_splits = [{name: ds.to(dev, channels_last=True) for name, ds in d.eval_splits().items()} for d in distinct]
     results = []
     for i, (algo, cfg, data) in enumerate(zip(algos, cfgs, data_list)):
-        algo.model.load_state_dict(best[i])
         splits = dev_splits[which[i]]
-        metrics, predictions = _final_metrics(algo, splits, minority[i])
+        shortcut = data.info.get("shortcut_splits")
+        algo.model.load_state_dict(last[i])  # protocol_metrics starts from the last epoch's model, as in train()
+        protocols = protocol_metrics(algo, splits, minority[i], shortcut, chosen[i], best[i], histories[i])
+        algo.model.load_state_dict(best[i])
+        metrics, predictions = _final_metrics(algo, splits, minority[i], shortcut)
         metrics.update({
             "selected_epoch": best_epochs[i],
             "time/total_s": fit_s / n,  # training and per-epoch evaluation of all the models, per model
@@ -191,7 +196,7 @@ def _train_together(data_list: list[Splits], cfgs: list[TrainConfig], dev: torch
         }
         config.pop("model_options")
         examples = _examples(algo.model, splits["test"], cfg.attributions) if cfg.attributions else {}
-        results.append(TrainResult(config, metrics, histories[i], predictions, examples, algo.model.cpu()))
+        results.append(TrainResult(config, metrics, histories[i], predictions, examples, algo.model.cpu(), protocols))
     return results
 
 
@@ -218,9 +223,10 @@ class _Fit:
         self.train = {name: torch.cat(values).to(dev) for name, values in fields.items()}
         self.has_right = torch.cat(fields["has_right"])  # on the CPU: which models' batches have a mask
         self.offset = torch.tensor(which)[:, None] * self.n_train  # (S, 1)
-        self.cpu_splits = [d.eval_splits() for d in distinct]
-        names = ["val"] if cfg.curves == "val" else list(distinct[0].eval_splits())
-        self.curve_x = {name: self._eval_inputs([d.eval_splits()[name] for d in distinct], dev) for name in names}
+        self.cpu_splits = [curve_splits(d.eval_splits(), cfg.curves) for d in distinct]
+        self.curve_x = {name: self._eval_inputs([c[name] for c in self.cpu_splits], dev) for name in self.cpu_splits[0]}
+        self.chosen: list[dict[str, dict[str, Any]]] = []
+        self.last: list[dict[str, torch.Tensor]] = []
 
     def run(self, quiet: bool) -> tuple[list[list[dict[str, Any]]], list[int], list[dict[str, torch.Tensor]], float,
                                         float]:
@@ -234,6 +240,8 @@ class _Fit:
         params = dict(self.net.named_parameters())
         best = {name: p.detach().clone() for name, p in params.items()}
         best_score, best_epoch = [-1.0] * self.n, [0] * self.n
+        trackers = [Tracker(score_metric(cfg.select), "val_intervened" in self.curve_x, "val_oracle" in self.curve_x,
+                            keep_best=cfg.select == "last") for _ in range(self.n)]
         train_seconds = 0.0
         start = time.perf_counter()
         bar = _progress(cfg.epochs, quiet, f"{cfg.method} seeds {self.seeds[0]}..{self.seeds[-1]} ({self.n} at once)")
@@ -248,10 +256,11 @@ class _Fit:
             for i in range(self.n):
                 _record(histories[i], epoch, scores[i])
                 _record(histories[i], epoch, {"train": logs[i]})
-                score = scores[i]["val"]["balanced_acc" if cfg.select == "best_val_balanced" else "acc"]
+                score = scores[i]["val"][score_metric(cfg.select)]
                 if cfg.select == "last" or score > best_score[i]:
                     best_score[i], best_epoch[i] = score, epoch
                     improved.append(i)
+                trackers[i].observe(epoch, scores[i], lambda i=i: model_state(params, i))
             if improved:
                 rows = torch.tensor(improved, device=next(iter(best.values())).device)
                 for name, p in params.items():
@@ -261,6 +270,8 @@ class _Fit:
         if bar is not None:
             bar.close()
         seconds = time.perf_counter() - start
+        self.chosen = [t.chosen() for t in trackers]
+        self.last = [model_state(params, i) for i in range(self.n)]
         return histories, best_epoch, [model_state(best, i) for i in range(self.n)], train_seconds, seconds
 
     def _run_epoch(self, orders: list[torch.Generator]) -> list[dict[str, float]]:
