@@ -331,7 +331,7 @@ def _print_protocols(protocols: dict) -> None:
         text = f"{name} epoch {p['selected_epoch']}: test acc {p['metrics']['test/acc']:.3f}"
         if "shortcut/reliance" in p["metrics"]:
             text += f", reliance {p['metrics']['shortcut/reliance']:+.3f}"
-        if p["tied_epochs"] > 1:
+        if (p["tied_epochs"] or 0) > 1:
             text += f" ({p['tied_epochs']} epochs tied)"
         parts.append(text)
     print("  selection protocols (README, 'Selection protocols'; oracle is an upper bound):")

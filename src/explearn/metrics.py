@@ -149,11 +149,11 @@ def metric_bounds(metric: str, epochs: int | None = None) -> tuple[float, float]
         metric: a metric key such as ``test/acc``, ``agreement``, ``epochs_to_95`` or ``grad_stage1/mean``.
         epochs: the number of epochs the runs trained (the spec's ``epochs``), if known.
     """
-    parts = metric.split("/")
+    parts = metric.split(":", 1)[-1].split("/")  # a protocol's copy ("oracle:test/acc") has the same range
     name = parts[-1]
-    if name == "reliance":  # a difference of two accuracies
+    if name in ("reliance",):  # a difference of two accuracies
         return -1.0, 1.0
-    if name == "max_prob":
+    if name in ("max_prob", "all_tied"):
         return 0.0, 1.0
     if name == "ce":
         return 0.0, math.inf

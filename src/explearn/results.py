@@ -82,6 +82,7 @@ def collect(report_dir: str | Path) -> Results:
                "candidate": entry.get("candidate", ""), "hparams": json.dumps(result["config"]["hparams"], sort_keys=True),
                "data_seed": result["config"]["data"]["data_seed"]}
         row.update({k: v for k, v in result["metrics"].items() if not isinstance(v, (list, dict))})
+        row.update(protocol_columns(result))
         history = pd.DataFrame(result["history"])
         split = "test" if ((history["split"] == "test") & (history["metric"] == "acc")).any() else "val"
         curve = history[(history["split"] == split) & (history["metric"] == "acc")].sort_values("epoch")["value"]
@@ -108,6 +109,21 @@ MANIFEST_SPEC_KEYS = ("headline", "settings", "methods")
 ENTRY_KEYS = ("experiment", "setting", "method", "seed", "role", "run_id")
 REWRITE = ("it is written by `explearn reproduce`: rerun the command that wrote this folder (same collection, "
            "--preset and --out; finished runs are reused) to rewrite it")
+
+
+def protocol_columns(result: dict[str, Any]) -> dict[str, float]:
+    """A stored run's selection protocols as flat columns (``explearn.selection``): ``{protocol}:{split/metric}``
+    for each metric of the protocol's model, ``{protocol}:selected_epoch`` and ``{protocol}:all_tied`` (1.0 where
+    every epoch tied on the protocol's selection value: the protocol could not tell them apart, else 0.0). Runs
+    stored before the protocols existed give none."""
+    out: dict[str, float] = {}
+    epochs = result.get("config", {}).get("epochs")
+    for name, entry in (result.get("protocols") or {}).items():
+        out.update({f"{name}:{k}": v for k, v in entry["metrics"].items()})
+        out[f"{name}:selected_epoch"] = entry["selected_epoch"]
+        tied = entry["tied_epochs"]  # None: the protocol compares no value (oracle: the last epoch)
+        out[f"{name}:all_tied"] = float(epochs is not None and tied is not None and tied >= epochs)
+    return out
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -127,14 +127,14 @@ class Tracker:
 
     def chosen(self) -> dict[str, dict[str, Any]]:
         """Each protocol's ``selected_epoch``, ``tied_epochs`` (epochs sharing the winning selection value: all
-        of them means the protocol could not tell the epochs apart) and ``state`` (None for ``oracle``, the last
+        of them means the protocol could not tell the epochs apart; None for ``oracle``, which compares none) and ``state`` (None for ``oracle``, the last
         epoch's model, and for ``train_like`` without ``keep_best``: the caller holds them)."""
         out: dict[str, dict[str, Any]] = {
             "train_like": {"selected_epoch": self.best[1], "tied_epochs": self.scores.count(self.best[0]),
                            "state": self.best_state if self.keep_best else None},
         }
         if self.oracle:
-            out["oracle"] = {"selected_epoch": self.last, "tied_epochs": 1, "state": None}
+            out["oracle"] = {"selected_epoch": self.last, "tied_epochs": None, "state": None}  # no value compared
         if self.explanation:
             best = max(self.scores)
             window = [k for k in self.keys if -k[1] >= best - DELTA]

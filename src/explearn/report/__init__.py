@@ -74,6 +74,7 @@ def render(report_dir: str | Path, results: Results | None = None) -> Path:
         for name, spec in manifest["specs"].items():
             metrics = [m for m in _metrics(spec) if m != "agreement"]
             part = runs[runs["experiment"] == name]
+            metrics += protocol_metrics(part, spec)
             epochs = spec.get("epochs")  # the bound of epoch counts (epochs_to_95); absent in hand-made manifests
             stats_parts.append(aggregate(part, metrics, epochs))
             if spec.get("baseline"):
@@ -109,6 +110,16 @@ def render(report_dir: str | Path, results: Results | None = None) -> Path:
     atomic_write(path, render_summary(manifest, stats, diffs, search, results.missing_runs(), figures,
                                       results.damaged))
     return path
+
+
+def protocol_metrics(runs, spec: dict) -> list[str]:
+    """The columns of the selection-protocol table that these runs have: each protocol's first headline metric,
+    its shortcut reliance and its all-tied flag."""
+    from explearn.selection import PROTOCOLS
+
+    headline = _metrics(spec)[0]
+    wanted = [f"{p}:{m}" for p in PROTOCOLS for m in (headline, "shortcut/reliance", "all_tied")]
+    return [m for m in wanted if m in runs.columns and runs[m].notna().any()]
 
 
 def _metrics(spec: dict) -> list[str]:

@@ -217,6 +217,9 @@ def experiment_section(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, 
                 else setting
             lines.append(f"| {shown} | {method} | " + " | ".join(cells) + " |")
     lines.append("")
+    protocols = protocol_table(name, spec, stats, diffs, preset)
+    if protocols:
+        lines.append(protocols)
     if reference:
         lines.append(reference_table(name, spec, diffs, preset))
 
@@ -253,6 +256,52 @@ def experiment_section(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, 
     if spec.get("paper_note"):
         lines += [f"Note: {spec['paper_note']}", ""]
     return "\n".join(lines)
+
+
+def protocol_table(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.DataFrame,
+                   preset: str = "full") -> str:
+    """The first headline metric of the model each selection protocol chose (``explearn.selection``), from the same
+    runs: mean [95 % CI], the paired difference to the baseline under the same protocol, and how many runs' epochs
+    all tied under it ("uninformative"). Empty when the runs recorded no protocol but ``train_like``."""
+    from explearn.selection import PROTOCOLS
+
+    metric = ([spec["headline"]] if isinstance(spec["headline"], str) else list(spec["headline"]))[0]
+    stats = stats[stats["experiment"] == name]
+    present = [p for p in PROTOCOLS if not stats[stats["metric"] == f"{p}:{metric}"].empty]
+    if present == [] or present == ["train_like"]:
+        return ""
+    baseline = spec.get("baseline")
+    d = diffs[(diffs["experiment"] == name) & (diffs["baseline"] == baseline)] if not diffs.empty else diffs
+    lines = [f"{metric} of the model each selection protocol chose from the same runs (README, 'Selection "
+             "protocols'): mean [95 % CI]" + (f"; in brackets the paired difference to `{baseline}` under the same "
+                                             "protocol" if baseline else "") + ". `oracle` is an upper bound no "
+             "practitioner has; \\* marks runs whose epochs all tied under the protocol (it could not tell them "
+             "apart).", "", "| setting | method | " + " | ".join(present) + " |", "|" + "---|" * (len(present) + 2)]
+    for setting in spec["settings"]:
+        for method in spec["methods"]:
+            cells = []
+            for p in present:
+                hit = stats[(stats["setting"] == setting) & (stats["method"] == method)
+                            & (stats["metric"] == f"{p}:{metric}")]
+                if hit.empty:
+                    cells.append("")
+                    continue
+                r = hit.iloc[0]
+                text = f"{fmt(r['mean'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
+                dd = d[(d["setting"] == setting) & (d["method"] == method) & (d["metric"] == f"{p}:{metric}")] \
+                    if not d.empty else d
+                if not dd.empty:
+                    q = dd.iloc[0]
+                    text += f" ({fmt_signed(q['mean'])} [{fmt_signed(q['ci_low'])}, {fmt_signed(q['ci_high'])}])"
+                tied = stats[(stats["setting"] == setting) & (stats["method"] == method)
+                             & (stats["metric"] == f"{p}:all_tied")]
+                if not tied.empty and tied.iloc[0]["mean"] > 0:
+                    text += f" \\* {round(tied.iloc[0]['mean'] * tied.iloc[0]['n'])}/{tied.iloc[0]['n']}"
+                cells.append(text)
+            if any(cells):
+                lines.append(f"| {setting} | {method} | " + " | ".join(cells) + " |")
+    note = " At this preset these numbers are not evidence." if preset in NOT_EVIDENCE else ""
+    return "\n".join(lines + ["", note.strip(), ""] if note else lines + [""])
 
 
 def reference_table(name: str, spec: Mapping[str, Any], diffs: pd.DataFrame, preset: str = "full") -> str:
