@@ -42,7 +42,10 @@ def test_every_setting_and_method_is_in_the_tables(smoke):
         assert (seeds == spec["seeds"]).all()
     assert (results["test/acc"].between(0, 1)).all()
     search = pd.read_csv(out / "search.csv")
-    assert search.groupby(["experiment", "setting", "method"])["chosen"].sum().eq(1).all()
+    # one choice per cell and selection protocol (train_like always; oracle and explanation where recorded)
+    assert search.groupby(["experiment", "setting", "method", "protocol"])["chosen"].sum().eq(1).all()
+    spurious = search[search["experiment"] == "spurious"]
+    assert set(spurious["protocol"]) == {"train_like", "oracle", "explanation"}
 
 
 def test_paper_numbers_sit_beside_ours(smoke):

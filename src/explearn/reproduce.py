@@ -1,8 +1,9 @@
 """``reproduce(collection, preset)``: run a collection of experiment specs end to end into a report folder.
 
 Two phases, both resumable sweeps into ``OUT/runs``: first the hyperparameter search (each candidate on the
-search seeds; the best mean validation score wins, per experiment, setting and method), then the evaluation runs
-with the chosen values on the evaluation seeds. ``OUT/manifest.json`` records which run belongs where, the search
+search seeds; the best mean validation score wins, per experiment, setting and method, and each selection protocol
+the runs recorded makes its own choice: ``explearn.selection``), then the evaluation runs with the chosen values
+on the evaluation seeds. ``OUT/manifest.json`` records which run belongs where, the search
 table and the choices; the report is rendered from it and the stored runs.
 """
 
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from explearn.files import atomic_write
-from explearn.search import candidate_key, candidates, choose
+from explearn.search import candidate_key, candidates, choose, choose_lexicographic
+from explearn.selection import DELTA, PROTOCOLS
 from explearn.specs import ExperimentSpec, Setting, collection_cluster, experiments_dir, load_specs
 from explearn.sweep import RunSpec, RunStore, SweepOutcome, run_sweep
 
@@ -32,13 +34,17 @@ class Planned:
     setting: str
     method: str
     seed: int
-    role: str  # "search" or "eval"
+    role: str  # "search", "eval" (the train-like choice) or "protocol" (another protocol's choice only)
     candidate: str
     run: RunSpec
+    protocols: tuple[str, ...] = ()  # evaluation runs: the selection protocols whose choice this candidate is
 
     def entry(self) -> dict[str, Any]:
-        return {"experiment": self.experiment, "setting": self.setting, "method": self.method, "seed": self.seed,
-                "role": self.role, "candidate": self.candidate, "run_id": self.run.run_id}
+        out = {"experiment": self.experiment, "setting": self.setting, "method": self.method, "seed": self.seed,
+               "role": self.role, "candidate": self.candidate, "run_id": self.run.run_id}
+        if self.protocols:
+            out["protocols"] = list(self.protocols)
+        return out
 
 
 def make_run(spec: ExperimentSpec, setting: Setting, method: str, seed: int, extra_hp: dict[str, Any],
@@ -110,31 +116,71 @@ def plan_search(spec: ExperimentSpec) -> list[Planned]:
 
 
 def choose_all(specs: list[ExperimentSpec], plan: list[Planned], store: RunStore) -> tuple[dict, list[dict]]:
-    """The chosen candidate per (experiment, setting, method), and the search table (one row per candidate)."""
+    """The chosen candidate per (experiment, setting, method) under the train-like protocol (the validation
+    split's ``search_metric``), and the search table (one row per candidate; rows of the other protocols carry
+    their name in ``protocol``). The other protocols' choices are keyed (experiment, setting, method,
+    protocol) in the same dict (``choose_by_protocol``)."""
     metric_of = {s.name: s.get("search_metric", "val/acc") for s in specs}
-    scores: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    scores: dict[tuple[str, str, str], dict[str, list[dict]]] = {}
     for p in plan:
         cell = scores.setdefault((p.experiment, p.setting, p.method), {})
-        values = cell.setdefault(p.candidate, [])
+        results = cell.setdefault(p.candidate, [])
         if store.is_done(p.run.run_id):
-            values.append(float(store.load(p.run.run_id)["metrics"][metric_of[p.experiment]]))
+            results.append(store.load(p.run.run_id))
     chosen, table = {}, []
     for (experiment, setting, method), cell in scores.items():
+        metric = metric_of[experiment]
+        values = {cand: [float(r["metrics"][metric]) for r in results] for cand, results in cell.items()}
         try:
-            best, _ = choose(cell)
+            best, _ = choose(values)
         except ValueError:
             best = None
         chosen[(experiment, setting, method)] = best
-        for cand, values in cell.items():
+        for cand, vals in values.items():
             table.append({"experiment": experiment, "setting": setting, "method": method, "candidate": cand,
-                          "metric": metric_of[experiment], "n": len(values),
-                          "mean": sum(values) / len(values) if values else None, "chosen": cand == best})
+                          "metric": metric, "n": len(vals), "mean": sum(vals) / len(vals) if vals else None,
+                          "chosen": cand == best, "protocol": "train_like"})
+        for protocol, (best, rows) in choose_by_protocol(cell, metric).items():
+            chosen[(experiment, setting, method, protocol)] = best
+            table += [{"experiment": experiment, "setting": setting, "method": method, **row} for row in rows]
     return chosen, table
+
+
+def choose_by_protocol(cell: dict[str, list[dict]], metric: str) -> dict[str, tuple[str | None, list[dict]]]:
+    """The ``oracle`` and ``explanation`` protocols' choices among one cell's candidates (stored search results
+    per candidate key), where the runs recorded them (``explearn.selection``): ``oracle`` by ``metric`` read on
+    ``val_oracle`` at the last epoch; ``explanation`` by ``search.choose_lexicographic`` over each run's
+    explanation-chosen epoch (score ``metric``, reliance = val/acc - val_intervened/acc). Returns protocol ->
+    (chosen key or None, search-table rows)."""
+    out: dict[str, tuple[str | None, list[dict]]] = {}
+    oracle_metric = metric.replace("val/", "val_oracle/", 1)
+    for protocol in ("oracle", "explanation"):
+        runs = {cand: [r["protocols"][protocol]["metrics"] for r in results if protocol in r.get("protocols", {})]
+                for cand, results in cell.items()}
+        if not any(runs.values()):
+            continue
+        read = oracle_metric if protocol == "oracle" else metric
+        values = {cand: [float(m[read]) for m in ms] for cand, ms in runs.items()}
+        try:
+            if protocol == "oracle":
+                best, _ = choose(values)
+            else:
+                reliance = {cand: [float(m["val/acc"]) - float(m["val_intervened/acc"]) for m in ms]
+                            for cand, ms in runs.items()}
+                best, _ = choose_lexicographic(values, reliance, DELTA)
+        except ValueError:
+            best = None
+        rows = [{"candidate": cand, "metric": read, "n": len(vals), "mean": sum(vals) / len(vals) if vals else None,
+                 "chosen": cand == best, "protocol": protocol} for cand, vals in values.items()]
+        out[protocol] = (best, rows)
+    return out
 
 
 def plan_eval(spec: ExperimentSpec, chosen: dict) -> list[Planned]:
     """Evaluation runs: every method of every setting on seeds 0..seeds-1 with the chosen hyperparameters (a
-    grid of a single candidate is not searched: that candidate is used)."""
+    grid of a single candidate is not searched: that candidate is used). A candidate that only another selection
+    protocol chose (``choose_all``) gets its own evaluation runs, role ``protocol``; each run's entry lists the
+    protocols whose choice it is."""
     plan = []
     for setting in spec.settings:
         for method in spec.methods_for(setting):
@@ -142,10 +188,19 @@ def plan_eval(spec: ExperimentSpec, chosen: dict) -> list[Planned]:
             if cand is None:
                 options = search_candidates(spec, setting, method)
                 cand = candidate_key(options[0]) if len(options) == 1 else "{}"
-            for seed in range(spec["seeds"]):
-                run = make_run(spec, setting, method, seed, json.loads(cand),
-                               attributions=spec["attributions"] if seed == 0 else 0)
-                plan.append(Planned(spec.name, setting.label, method, seed, "eval", cand, run))
+            by_protocol = {"train_like": cand}
+            for protocol in PROTOCOLS[1:]:
+                other = chosen.get((spec.name, setting.label, method, protocol))
+                if other is not None:
+                    by_protocol[protocol] = other
+            for key in dict.fromkeys(by_protocol.values()):
+                protocols = tuple(p for p, c in by_protocol.items() if c == key)
+                role = "eval" if key == cand else "protocol"
+                for seed in range(spec["seeds"]):
+                    run = make_run(spec, setting, method, seed, json.loads(key),
+                                   attributions=spec["attributions"] if seed == 0 and role == "eval" else 0)
+                    plan.append(Planned(spec.name, setting.label, method, seed, role, key, run,
+                                        protocols if len(by_protocol) > 1 else ()))
     return plan
 
 
@@ -298,7 +353,8 @@ def _write_manifest(out: Path, folder: Path, preset: str, specs: list[Experiment
                            "setting_parts": {st.label: {"point": st.point, "variant": st.variant}
                                              for st in s.settings}} for s in specs},
         "entries": [p.entry() for p in plan],
-        "chosen": [{"experiment": e, "setting": s, "method": m, "candidate": c} for (e, s, m), c in chosen.items()],
+        "chosen": [{"experiment": k[0], "setting": k[1], "method": k[2], "candidate": c,
+                    "protocol": k[3] if len(k) > 3 else "train_like"} for k, c in chosen.items()],
         "search": table, "timing": timing,
     }
     atomic_write(out / "manifest.json", json.dumps(manifest, indent=1, default=str))  # two launches may write at once

@@ -79,6 +79,9 @@ def collect(report_dir: str | Path) -> Results:
             missing.append(entry)
             continue
         row = {**{k: entry[k] for k in ("experiment", "setting", "method", "seed", "role", "run_id")},
+               # the protocols whose hyperparameter choice this run is; "*": all (a single candidate, or a
+               # manifest written before the protocols chose hyperparameters)
+               "protocols": ",".join(entry.get("protocols", ["*"])),
                "candidate": entry.get("candidate", ""), "hparams": json.dumps(result["config"]["hparams"], sort_keys=True),
                "data_seed": result["config"]["data"]["data_seed"]}
         row.update({k: v for k, v in result["metrics"].items() if not isinstance(v, (list, dict))})
@@ -109,6 +112,16 @@ MANIFEST_SPEC_KEYS = ("headline", "settings", "methods")
 ENTRY_KEYS = ("experiment", "setting", "method", "seed", "role", "run_id")
 REWRITE = ("it is written by `explearn reproduce`: rerun the command that wrote this folder (same collection, "
            "--preset and --out; finished runs are reused) to rewrite it")
+
+
+def protocol_runs(runs: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """The evaluation runs of ``protocol``'s hyperparameter choice, as evaluation rows (``role`` "eval"): rows whose
+    ``protocols`` name it or all protocols ("*")."""
+    ev = runs[runs["role"].isin(["eval", "protocol"])]
+    if "protocols" not in ev:
+        return ev
+    mine = ev[ev["protocols"].map(lambda text: text == "*" or protocol in text.split(","))]
+    return mine.assign(role="eval")
 
 
 def protocol_columns(result: dict[str, Any]) -> dict[str, float]:

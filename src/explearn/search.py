@@ -44,3 +44,26 @@ def choose(scores: Mapping[str, Sequence[float]]) -> tuple[str, float]:
     if best_key is None:
         raise ValueError("no search candidate has a validation score")
     return best_key, best
+
+
+def choose_lexicographic(scores: Mapping[str, Sequence[float]], reliances: Mapping[str, Sequence[float]],
+                         delta: float) -> tuple[str, float]:
+    """The ``explanation`` protocol's hyperparameter rule (``explearn.selection``): among the candidates whose
+    mean score is within ``delta`` of the best mean, the one with the lowest mean reliance; ties go to the
+    higher score, then to the first in order. Returns the key and its mean score.
+
+    Raises:
+        ValueError: no candidate has a score and a reliance.
+    """
+    means = {}
+    for key, values in scores.items():
+        pairs = [(v, r) for v, r in zip(values, reliances.get(key, [])) if not (math.isnan(v) or math.isnan(r))]
+        if pairs:
+            means[key] = (sum(v for v, _ in pairs) / len(pairs), sum(r for _, r in pairs) / len(pairs))
+    if not means:
+        raise ValueError("no search candidate has a validation score and a reliance")
+    best = max(score for score, _ in means.values())
+    window = [(reliance, -score, order, key) for order, (key, (score, reliance)) in enumerate(means.items())
+              if score >= best - delta]
+    _, neg_score, _, key = min(window)
+    return key, -neg_score

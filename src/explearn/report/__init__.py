@@ -12,7 +12,7 @@ from explearn.files import atomic_path, atomic_write
 from explearn.report.figures import FIGURES, draw
 from explearn.report.tables import render_summary
 from explearn.results import (Results, aggregate, agreement, agreement_differences, collect, paired_differences,
-                              reference_differences, reference_pairs)
+                              protocol_runs, reference_differences, reference_pairs)
 
 
 class NoStoredRuns(ConfigError):
@@ -74,11 +74,15 @@ def render(report_dir: str | Path, results: Results | None = None) -> Path:
         for name, spec in manifest["specs"].items():
             metrics = [m for m in _metrics(spec) if m != "agreement"]
             part = runs[runs["experiment"] == name]
-            metrics += protocol_metrics(part, spec)
             epochs = spec.get("epochs")  # the bound of epoch counts (epochs_to_95); absent in hand-made manifests
             stats_parts.append(aggregate(part, metrics, epochs))
             if spec.get("baseline"):
                 diff_parts.append(paired_differences(part, spec["baseline"], metrics, epochs))
+            for protocol, columns in protocol_metrics(part, spec).items():
+                mine = protocol_runs(part, protocol)  # the runs of this protocol's hyperparameter choices
+                stats_parts.append(aggregate(mine, columns, epochs))
+                if spec.get("baseline"):
+                    diff_parts.append(paired_differences(mine, spec["baseline"], columns, epochs))
             if spec.get("reference"):
                 parts = spec["setting_parts"]
                 diff_parts.append(reference_differences(part, name, spec["reference"], parts, metrics, epochs))
@@ -112,14 +116,15 @@ def render(report_dir: str | Path, results: Results | None = None) -> Path:
     return path
 
 
-def protocol_metrics(runs, spec: dict) -> list[str]:
-    """The columns of the selection-protocol table that these runs have: each protocol's first headline metric,
+def protocol_metrics(runs, spec: dict) -> dict[str, list[str]]:
+    """The columns of the selection-protocol table that these runs have, per protocol: its first headline metric,
     its shortcut reliance and its all-tied flag."""
     from explearn.selection import PROTOCOLS
 
     headline = _metrics(spec)[0]
-    wanted = [f"{p}:{m}" for p in PROTOCOLS for m in (headline, "shortcut/reliance", "all_tied")]
-    return [m for m in wanted if m in runs.columns and runs[m].notna().any()]
+    out = {p: [f"{p}:{m}" for m in (headline, "shortcut/reliance", "all_tied")] for p in PROTOCOLS}
+    out = {p: [c for c in cols if c in runs.columns and runs[c].notna().any()] for p, cols in out.items()}
+    return {p: cols for p, cols in out.items() if cols}
 
 
 def _metrics(spec: dict) -> list[str]:

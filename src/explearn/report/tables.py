@@ -241,6 +241,18 @@ def experiment_section(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, 
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
 
+    if not chosen.empty and "protocol" in chosen:
+        others = chosen[chosen["protocol"] != "train_like"]
+        chosen = chosen[chosen["protocol"] == "train_like"]
+        picked = others[others["chosen"].astype(bool)] if not others.empty else others
+        if not picked.empty:
+            lines += ["Hyperparameters the other selection protocols chose (`oracle`: on `val_oracle` at the last "
+                      "epoch; `explanation`: lowest intervention reliance within 0.02 of the best validation score):",
+                      "", "| setting | method | protocol | chosen | score |", "|---|---|---|---|---|"]
+            for _, r in picked.iterrows():
+                lines.append(f"| {r['setting']} | {r['method']} | {r['protocol']} | {_candidate(r['candidate'])} | "
+                             f"{r['metric']} {fmt(r['mean'])} |")
+            lines.append("")
     if not chosen.empty:
         lines += ["Hyperparameters chosen on the validation split (mean over search seeds; every candidate in "
                   "`search.csv`):", "", "| setting | method | chosen | validation score | candidates |",
