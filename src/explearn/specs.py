@@ -44,6 +44,8 @@ SPEC_KEYS = {
                   "picked up by the study)",
     "reference": "label of the variant every other variant is compared with (paired by seed, per scenario and "
                  "grid point); the paper's own setting in an ablation study",
+    "upper_bound": "label of the variant whose baseline runs are the upper-bound control (the same data without the "
+                   "problem): the verdict table's headroom and share closed (docs/verdicts.md)",
     "report": "'together': one report for the whole collection; 'apart': OUT/<spec name>/ per spec (runs shared)",
     "label": "label of the single setting when there is neither grid nor variants",
     "data_seed": "'run' (data seed = run seed, so every seed is a new training set) or a fixed integer",
@@ -144,6 +146,7 @@ def load_spec(path: str | Path, preset: str = "quick") -> ExperimentSpec:
                          ("search", {}), ("data_seed", "run"), ("seeds", 1), ("search_seeds", 1), ("epochs", 30),
                          ("batch_size", 32), ("curves", "val"), ("attributions", 0), ("headline", "test/acc"),
                          ("paper", {}), ("select", "best_val"), ("baseline", None), ("reference", None),
+                         ("upper_bound", None),
                          ("report", "together")):
         raw.setdefault(key, default)
     where = f"{path} (preset {preset})"
@@ -168,6 +171,15 @@ def load_spec(path: str | Path, preset: str = "quick") -> ExperimentSpec:
         check(raw["reference"] in variants, where, f"reference {raw['reference']!r} is not the label of a variant"
               + (f"; did you mean {close[0]!r}?" if close else f" (variants: {', '.join(map(str, variants))})"))
         raw["reference"] = renamed.get(raw["reference"], raw["reference"])  # the variant's label as shown
+    if raw["upper_bound"] is not None:
+        variants = {v.get("label"): v for v in raw.get("variants") or []}
+        check(raw["reference"] is not None and raw["baseline"] is not None, where,
+              "upper_bound needs a reference variant and a baseline: the lower bound is the baseline there")
+        check(raw["upper_bound"] in variants, where, f"upper_bound {raw['upper_bound']!r} is not the label of a "
+              f"variant (variants: {', '.join(map(str, variants))})")
+        check(raw["baseline"] in (variants[raw["upper_bound"]].get("methods") or raw["methods"]), where,
+              f"the upper_bound variant {raw['upper_bound']!r} must run the baseline {raw['baseline']!r}")
+        raw["upper_bound"] = renamed.get(raw["upper_bound"], raw["upper_bound"])
     spec = ExperimentSpec(raw["name"], preset, raw, settings, str(path))
     _check_run_values(spec, where)
     return spec

@@ -11,6 +11,7 @@ from explearn.errors import ConfigError
 from explearn.files import atomic_path, atomic_write
 from explearn.report.figures import FIGURES, draw
 from explearn.report.tables import render_summary
+from explearn.report.verdict_table import verdict_section
 from explearn.results import (Results, aggregate, agreement, agreement_differences, collect, paired_differences,
                               protocol_runs, reference_differences, reference_pairs)
 
@@ -112,7 +113,7 @@ def render(report_dir: str | Path, results: Results | None = None) -> Path:
                 figures.append(made)
     path = report_dir / "summary.md"
     atomic_write(path, render_summary(manifest, stats, diffs, search, results.missing_runs(), figures,
-                                      results.damaged))
+                                      results.damaged, verdict_section(manifest, runs)))
     return path
 
 

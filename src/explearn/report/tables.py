@@ -350,12 +350,14 @@ def reference_table(name: str, spec: Mapping[str, Any], diffs: pd.DataFrame, pre
 
 
 def render_summary(manifest: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.DataFrame, search: pd.DataFrame,
-                   missing: int, figures: list[str], damaged: Mapping[str, str] | None = None) -> str:
+                   missing: int, figures: list[str], damaged: Mapping[str, str] | None = None,
+                   verdicts: str = "") -> str:
     """The whole ``summary.md``.
 
     Args:
         missing: the number of distinct runs of the manifest that are not stored (or damaged).
         damaged: run id -> what is wrong with its ``result.json``, for runs counted as missing for that reason.
+        verdicts: the verdict tables (``report.verdict_table.verdict_section``), shown before everything else.
     """
     timing = manifest.get("timing") or {}
     specs = manifest["specs"]
@@ -380,6 +382,8 @@ def render_summary(manifest: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.D
         lines += [f"**{len(damaged)} of them have a damaged `result.json` beside their `done` marker and count as "
                   "missing (a relaunch of `explearn reproduce` trains them again):**", ""]
         lines += [f"- `{run_id}`: {problem}" for run_id, problem in sorted(damaged.items())] + [""]
+    if verdicts:
+        lines.append(verdicts)
     claims = claims_section(manifest, stats, diffs)
     if claims:
         lines.append(claims)

@@ -1,0 +1,129 @@
+"""The verdict table at the top of a report (issue 14, item 8): per experiment with controls, grid point and
+selection protocol, the headroom the controls leave, each method's share of it closed, its paired difference to
+the lower bound, its shortcut reliance and its verdict under the rules of ``docs/verdicts.md``
+(``explearn.verdicts``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import pandas as pd
+
+from explearn.report.tables import at_preset, fmt, fmt_signed, lower_is_better
+from explearn.results import protocol_runs
+from explearn.selection import PROTOCOLS
+from explearn.verdicts import DELTA, Comparison, decide, headroom_and_share, paired_test
+
+
+def verdict_section(manifest: Mapping[str, Any], runs: pd.DataFrame) -> str:
+    """Markdown for every spec that names an ``upper_bound`` variant (and a ``baseline`` and ``reference``); ""
+    when none does or no run has finished."""
+    parts = [_spec_tables(name, spec, runs, manifest["preset"]) for name, spec in manifest["specs"].items()
+             if spec.get("upper_bound") and spec.get("baseline") and spec.get("reference")]
+    parts = [p for p in parts if p]
+    if not parts or runs.empty:
+        return ""
+    head = ["## Verdicts", "",
+            "Decided by the rules written down before the full runs ([docs/verdicts.md](docs/verdicts.md)): the "
+            "lower bound is the baseline in the paper's setting, the upper bound the baseline on the same data "
+            "without the problem; headroom = mean(upper - lower) with a paired bootstrap 95 % interval; share "
+            "closed = mean(method - lower) / headroom (shown where the headroom's lower bound exceeds 0.05); "
+            "difference = method - lower, paired by seed, mean [95 % CI]; Holm's correction over each table. "
+            "`oracle` is an upper bound no practitioner has.", ""]
+    return "\n".join(head + parts)
+
+
+def _spec_tables(name: str, spec: Mapping[str, Any], runs: pd.DataFrame, preset: str) -> str:
+    metric = ([spec["headline"]] if isinstance(spec["headline"], str) else list(spec["headline"]))[0]
+    baseline, reference, upper_variant = spec["baseline"], spec["reference"], spec["upper_bound"]
+    setting_parts: Mapping[str, Mapping[str, str]] = spec.get("setting_parts", {})
+    mine = runs[runs["experiment"] == name] if "experiment" in runs else runs
+    lines = []
+    for protocol in PROTOCOLS:
+        column = f"{protocol}:{metric}"
+        if column not in mine or mine[column].isna().all():
+            continue
+        pr = protocol_runs(mine, protocol)
+        rows, comparisons, fallback = [], [], False
+        points = list(dict.fromkeys(p["point"] for p in setting_parts.values()))
+        for point in points:
+            labels = [label for label, p in setting_parts.items() if p["point"] == point]
+            ref = next((label for label in labels if setting_parts[label]["variant"] == reference), None)
+            up = next((label for label in labels if setting_parts[label]["variant"] == upper_variant), None)
+            if ref is None or up is None:
+                continue
+            lower, upper = _by_seed(pr, ref, baseline, column), _by_seed(pr, up, baseline, column)
+            if not upper and protocol != "train_like":  # no shortcut in the upper arm's validation data to read
+                upper = _by_seed(protocol_runs(mine, "train_like"), up, baseline, f"train_like:{metric}")
+                fallback = True
+            seeds = sorted(set(lower) & set(upper))
+            if len(seeds) < 2:
+                continue
+            head, _ = headroom_and_share([lower[s] for s in seeds], [upper[s] for s in seeds])
+            head_text = f"{fmt_signed(head.mean)} [{fmt_signed(head.ci_low)}, {fmt_signed(head.ci_high)}]"
+            paper = spec.get("paper", {}).get(ref, {})
+            for label in labels:
+                if label == up:
+                    continue
+                for method in sorted(set(pr[pr["setting"] == label]["method"]), key=_order(spec)):
+                    if label == ref and method == baseline:
+                        continue
+                    values = _by_seed(pr, label, method, column)
+                    common = [s for s in seeds if s in values]
+                    if len(common) < 2:
+                        continue
+                    m = [values[s] for s in common]
+                    lo, upv = [lower[s] for s in common], [upper[s] for s in common]
+                    _, share = headroom_and_share(lo, upv, m)
+                    test = paired_test([a - b for a, b in zip(m, lo)], DELTA)
+                    tied = _tied(pr, label, method, protocol) or _tied(pr, ref, baseline, protocol)
+                    paper_diff = (paper[method] - paper[baseline]) if label == ref and method in paper \
+                        and baseline in paper else None
+                    comparison = Comparison(test, not lower_is_better(metric), tied, head, paper_diff)
+                    comparisons.append(comparison)
+                    reliance = _mean(pr, label, method, f"{protocol}:shortcut/reliance")
+                    rows.append((point, head_text, setting_parts[label]["variant"], method, share, comparison,
+                                 reliance))
+        if not rows:
+            continue
+        decide(comparisons)
+        lines += [f"**{name}**, {metric}, protocol `{protocol}`", "",
+                  "| setting | headroom | variant | method | share closed | difference [95 % CI] | reliance | verdict |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for point, head_text, variant, method, share, c, reliance in rows:
+            share_text = "no headroom" if share is None or share.mean is None else \
+                f"{fmt(share.mean)} [{fmt(share.ci_low)}, {fmt(share.ci_high)}]"
+            diff = f"{fmt_signed(c.test.mean)} [{fmt_signed(c.test.ci95[0])}, {fmt_signed(c.test.ci95[1])}]"
+            verdict = at_preset(c.verdict, preset) + "".join(f"; {n}" for n in c.notes)
+            lines.append(f"| {point or '-'} | {head_text} | {variant} | {method} | {share_text} | {diff} | "
+                         f"{'' if math.isnan(reliance) else fmt_signed(reliance)} | {verdict} |")
+        if fallback:
+            lines.append(f"The upper bound's runs record no `{protocol}` choice (their validation data have no "
+                         "annotated shortcut): their epoch is the `train_like` one.")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _by_seed(runs: pd.DataFrame, setting: str, method: str, column: str) -> dict[int, float]:
+    rows = runs[(runs["setting"] == setting) & (runs["method"] == method)]
+    return {int(s): float(v) for s, v in zip(rows["seed"], rows[column]) if not pd.isna(v)}
+
+
+def _tied(runs: pd.DataFrame, setting: str, method: str, protocol: str) -> bool:
+    """Whether every run of the cell tied on all epochs under the protocol (it could not choose)."""
+    column = f"{protocol}:all_tied"
+    rows = runs[(runs["setting"] == setting) & (runs["method"] == method)]
+    return column in rows and not rows.empty and bool((rows[column] == 1.0).all())
+
+
+def _mean(runs: pd.DataFrame, setting: str, method: str, column: str) -> float:
+    if column not in runs:
+        return math.nan
+    values = runs[(runs["setting"] == setting) & (runs["method"] == method)][column].dropna()
+    return float(values.mean()) if len(values) else math.nan
+
+
+def _order(spec: Mapping[str, Any]):
+    methods = list(spec.get("methods", []))
+    return lambda m: (methods.index(m) if m in methods else len(methods), m)

@@ -1,0 +1,83 @@
+"""The verdict table of a report on hand-made runs: headroom, share closed, difference and verdict."""
+
+import pandas as pd
+import pytest
+
+from explearn.report.verdict_table import verdict_section
+
+PARTS = {"r=1, paper": {"point": "r=1", "variant": "paper"},
+         "r=1, clean": {"point": "r=1", "variant": "clean"},
+         "r=1, square": {"point": "r=1", "variant": "square"}}
+SPEC = {"headline": ["test/acc"], "baseline": "standard", "reference": "paper", "upper_bound": "clean",
+        "methods": ["standard", "two_stage", "rrr"], "setting_parts": PARTS,
+        "paper": {"r=1, paper": {"standard": 0.561, "two_stage": 0.708}}}
+
+
+def runs(values: dict[tuple[str, str], list[float]], protocols=("train_like",)) -> pd.DataFrame:
+    rows = []
+    for (setting, method), accs in values.items():
+        for seed, acc in enumerate(accs):
+            row = {"experiment": "e", "setting": setting, "method": method, "seed": seed, "role": "eval",
+                   "protocols": "*"}
+            for p in protocols:
+                row[f"{p}:test/acc"] = acc
+                row[f"{p}:all_tied"] = 0.0
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_headroom_share_and_verdict_by_hand():
+    table = runs({("r=1, paper", "standard"): [0.50, 0.52, 0.54, 0.56, 0.58],
+                  ("r=1, clean", "standard"): [0.80, 0.82, 0.84, 0.86, 0.88],       # headroom 0.30 on every seed
+                  ("r=1, paper", "two_stage"): [0.50, 0.52, 0.54, 0.56, 0.58],      # no change
+                  ("r=1, square", "rrr"): [0.65, 0.67, 0.69, 0.71, 0.73]})          # closes half, every seed
+    text = verdict_section({"preset": "full", "specs": {"e": SPEC}}, table)
+    assert "protocol `train_like`" in text and "protocol `oracle`" not in text
+    rrr = next(line for line in text.splitlines() if "| rrr |" in line)
+    assert "| r=1 | +0.300 [+0.300, +0.300] | square | rrr | 0.500 [0.500, 0.500] | +0.150 [+0.150, +0.150] |" in rrr
+    assert rrr.endswith("| helps |")
+    two = next(line for line in text.splitlines() if "| two_stage |" in line)
+    assert "| 0.000 [0.000, 0.000] | +0.000 [+0.000, +0.000] |" in two
+    assert two.endswith("| equivalent; paper's effect excluded |")  # the paper's +0.147 lies outside [0, 0]
+
+
+def test_no_headroom_means_the_setting_cannot_tell():
+    table = runs({("r=1, paper", "standard"): [0.50, 0.60, 0.55, 0.52],
+                  ("r=1, clean", "standard"): [0.51, 0.58, 0.57, 0.52],
+                  ("r=1, paper", "two_stage"): [0.70, 0.80, 0.75, 0.72]})
+    text = verdict_section({"preset": "full", "specs": {"e": SPEC}}, table)
+    row = next(line for line in text.splitlines() if "| two_stage |" in line)
+    assert "| no headroom |" in row and row.endswith("| setting cannot tell; paper's effect excluded |")
+    quick = verdict_section({"preset": "quick", "specs": {"e": SPEC}}, table)
+    assert "not evidence" in next(line for line in quick.splitlines() if "| two_stage |" in line)
+
+
+def test_every_epoch_tied_makes_the_protocol_uninformative():
+    table = runs({("r=1, paper", "standard"): [0.50, 0.52, 0.54],
+                  ("r=1, clean", "standard"): [0.80, 0.82, 0.84],
+                  ("r=1, paper", "two_stage"): [0.60, 0.62, 0.64]})
+    table.loc[table["setting"] == "r=1, paper", "train_like:all_tied"] = 1.0
+    text = verdict_section({"preset": "full", "specs": {"e": SPEC}}, table)
+    row = next(line for line in text.splitlines() if "| two_stage |" in line)
+    assert row.endswith("| protocol uninformative; paper's effect excluded |")  # the note stands on its own
+
+
+def test_specs_without_controls_get_no_table():
+    spec = {k: v for k, v in SPEC.items() if k != "upper_bound"}
+    assert verdict_section({"preset": "full", "specs": {"e": spec}}, runs({})) == ""
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"upper_bound": "clen"}, "is not the label of a variant"),
+    ({"upper_bound": "square"}, "must run the baseline"),
+])
+def test_upper_bound_is_checked_when_the_spec_is_read(tmp_path, bad, message):
+    from explearn.errors import ConfigError
+    from explearn.specs import load_spec
+
+    variants = ('[[variants]]\nlabel = "paper"\n[[variants]]\nlabel = "clean"\nmethods = ["standard"]\n'
+                '[[variants]]\nlabel = "square"\nmethods = ["rrr"]\n')
+    (tmp_path / "s.toml").write_text(f'dataset = "triangles"\nmethods = ["standard", "rrr"]\nbaseline = "standard"\n'
+                                     f'reference = "paper"\nupper_bound = "{bad["upper_bound"]}"\n' + variants)
+    with pytest.raises(ConfigError, match=message):
+        load_spec(tmp_path / "s.toml", "smoke")
