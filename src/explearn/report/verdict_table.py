@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from explearn.report.tables import at_preset, fmt, fmt_signed, lower_is_better
+from explearn.report.tables import NOT_EVIDENCE, at_preset, fmt, fmt_signed, lower_is_better
 from explearn.results import protocol_runs
 from explearn.selection import PROTOCOLS
 from explearn.verdicts import DELTA, Comparison, decide, headroom_and_share, paired_test
@@ -95,7 +95,8 @@ def _spec_tables(name: str, spec: Mapping[str, Any], runs: pd.DataFrame, preset:
             share_text = "no headroom" if share is None or share.mean is None else \
                 f"{fmt(share.mean)} [{fmt(share.ci_low)}, {fmt(share.ci_high)}]"
             diff = f"{fmt_signed(c.test.mean)} [{fmt_signed(c.test.ci95[0])}, {fmt_signed(c.test.ci95[1])}]"
-            verdict = at_preset(c.verdict, preset) + "".join(f"; {n}" for n in c.notes)
+            notes = "" if preset in NOT_EVIDENCE else "".join(f"; {n}" for n in c.notes)  # no claims from toy runs
+            verdict = at_preset(c.verdict, preset) + notes
             lines.append(f"| {point or '-'} | {head_text} | {variant} | {method} | {share_text} | {diff} | "
                          f"{'' if math.isnan(reliance) else fmt_signed(reliance)} | {verdict} |")
         if fallback:
