@@ -81,3 +81,21 @@ def test_upper_bound_is_checked_when_the_spec_is_read(tmp_path, bad, message):
                                      f'reference = "paper"\nupper_bound = "{bad["upper_bound"]}"\n' + variants)
     with pytest.raises(ConfigError, match=message):
         load_spec(tmp_path / "s.toml", "smoke")
+
+
+def test_holm_runs_over_the_whole_collection_under_one_protocol():
+    from explearn.verdicts import paired_test
+
+    gains = [0.00, 0.05, 0.01, 0.04, 0.03, -0.01, 0.05, 0.00]
+    assert 0.025 < paired_test(gains).p_diff < 0.05  # significant alone, not after doubling
+    lower = [0.50 + 0.01 * k for k in range(8)]
+    values = {("r=1, paper", "standard"): lower, ("r=1, clean", "standard"): [v + 0.3 for v in lower],
+              ("r=1, paper", "two_stage"): [v + g for v, g in zip(lower, gains)]}
+    spec = {**SPEC, "paper": {}}
+    alone = verdict_section({"preset": "full", "specs": {"e": spec}}, runs(values))
+    both = verdict_section({"preset": "full", "specs": {"e": spec, "f": spec}},
+                           pd.concat([runs(values), runs(values).assign(experiment="f")], ignore_index=True))
+    row = [line for line in alone.splitlines() if "| two_stage |" in line]
+    assert len(row) == 1 and row[0].endswith("| helps |")
+    rows = [line for line in both.splitlines() if "| two_stage |" in line]
+    assert len(rows) == 2 and all(r.endswith("| inconclusive (detectable: 0.028) |") for r in rows)

@@ -6,6 +6,7 @@ the lower bound, its shortcut reliance and its verdict under the rules of ``docs
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import pandas as pd
@@ -18,34 +19,69 @@ from explearn.verdicts import DELTA, Comparison, decide, headroom_and_share, pai
 
 def verdict_section(manifest: Mapping[str, Any], runs: pd.DataFrame) -> str:
     """Markdown for every spec that names an ``upper_bound`` variant (and a ``baseline`` and ``reference``); ""
-    when none does or no run has finished."""
-    parts = [_spec_tables(name, spec, runs, manifest["preset"]) for name, spec in manifest["specs"].items()
-             if spec.get("upper_bound") and spec.get("baseline") and spec.get("reference")]
-    parts = [p for p in parts if p]
-    if not parts or runs.empty:
+    when none does or no run has finished. Holm's correction runs over all comparisons of the collection under
+    one protocol (docs/verdicts.md: one verdict table per collection and protocol), shown spec by spec."""
+    if runs.empty:
         return ""
+    blocks = [block for name, spec in manifest["specs"].items()
+              if spec.get("upper_bound") and spec.get("baseline") and spec.get("reference")
+              for block in _blocks(name, spec, runs)]
+    if not blocks:
+        return ""
+    for protocol in PROTOCOLS:
+        decide([c for b in blocks if b.protocol == protocol for c in b.comparisons])
+    preset = manifest["preset"]
     head = ["## Verdicts", "",
             "Decided by the rules written down before the full runs ([docs/verdicts.md](docs/verdicts.md)): the "
             "lower bound is the baseline in the paper's setting, the upper bound the baseline on the same data "
             "without the problem; headroom = mean(upper - lower) with a paired bootstrap 95 % interval; share "
             "closed = mean(method - lower) / headroom (shown where the headroom's lower bound exceeds 0.05); "
-            "difference = method - lower, paired by seed, mean [95 % CI]; Holm's correction over each table. "
-            "`oracle` is an upper bound no practitioner has.", ""]
-    return "\n".join(head + parts)
+            "difference = method - lower, paired by seed, mean [95 % CI]; Holm's correction over all comparisons "
+            "of the collection under one protocol. `oracle` is an upper bound no practitioner has.", ""]
+    return "\n".join(head + [line for b in blocks for line in b.render(preset)])
 
 
-def _spec_tables(name: str, spec: Mapping[str, Any], runs: pd.DataFrame, preset: str) -> str:
+@dataclass
+class _Block:
+    """One spec's comparisons under one protocol."""
+
+    name: str
+    metric: str
+    protocol: str
+    rows: list[tuple] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    fallback: bool = False
+
+    def render(self, preset: str) -> list[str]:
+        lines = [f"**{self.name}**, {self.metric}, protocol `{self.protocol}`", "",
+                 "| setting | headroom | variant | method | share closed | difference [95 % CI] | reliance | verdict |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for point, head_text, variant, method, share, c, reliance in self.rows:
+            share_text = "no headroom" if share is None or share.mean is None else \
+                f"{fmt(share.mean)} [{fmt(share.ci_low)}, {fmt(share.ci_high)}]"
+            diff = f"{fmt_signed(c.test.mean)} [{fmt_signed(c.test.ci95[0])}, {fmt_signed(c.test.ci95[1])}]"
+            notes = "" if preset in NOT_EVIDENCE else "".join(f"; {n}" for n in c.notes)  # no claims from toy runs
+            lines.append(f"| {point or '-'} | {head_text} | {variant} | {method} | {share_text} | {diff} | "
+                         f"{'' if math.isnan(reliance) else fmt_signed(reliance)} | "
+                         f"{at_preset(c.verdict, preset)}{notes} |")
+        if self.fallback:
+            lines.append(f"The upper bound's runs record no `{self.protocol}` choice (their validation data have no "
+                         "annotated shortcut): their epoch is the `train_like` one.")
+        return lines + [""]
+
+
+def _blocks(name: str, spec: Mapping[str, Any], runs: pd.DataFrame) -> list[_Block]:
     metric = ([spec["headline"]] if isinstance(spec["headline"], str) else list(spec["headline"]))[0]
     baseline, reference, upper_variant = spec["baseline"], spec["reference"], spec["upper_bound"]
     setting_parts: Mapping[str, Mapping[str, str]] = spec.get("setting_parts", {})
     mine = runs[runs["experiment"] == name] if "experiment" in runs else runs
-    lines = []
+    blocks = []
     for protocol in PROTOCOLS:
         column = f"{protocol}:{metric}"
         if column not in mine or mine[column].isna().all():
             continue
         pr = protocol_runs(mine, protocol)
-        rows, comparisons, fallback = [], [], False
+        block = _Block(name, metric, protocol)
         points = list(dict.fromkeys(p["point"] for p in setting_parts.values()))
         for point in points:
             labels = [label for label, p in setting_parts.items() if p["point"] == point]
@@ -56,7 +92,7 @@ def _spec_tables(name: str, spec: Mapping[str, Any], runs: pd.DataFrame, preset:
             lower, upper = _by_seed(pr, ref, baseline, column), _by_seed(pr, up, baseline, column)
             if not upper and protocol != "train_like":  # no shortcut in the upper arm's validation data to read
                 upper = _by_seed(protocol_runs(mine, "train_like"), up, baseline, f"train_like:{metric}")
-                fallback = True
+                block.fallback = True
             seeds = sorted(set(lower) & set(upper))
             if len(seeds) < 2:
                 continue
@@ -81,29 +117,13 @@ def _spec_tables(name: str, spec: Mapping[str, Any], runs: pd.DataFrame, preset:
                     paper_diff = (paper[method] - paper[baseline]) if label == ref and method in paper \
                         and baseline in paper else None
                     comparison = Comparison(test, not lower_is_better(metric), tied, head, paper_diff)
-                    comparisons.append(comparison)
+                    block.comparisons.append(comparison)
                     reliance = _mean(pr, label, method, f"{protocol}:shortcut/reliance")
-                    rows.append((point, head_text, setting_parts[label]["variant"], method, share, comparison,
-                                 reliance))
-        if not rows:
-            continue
-        decide(comparisons)
-        lines += [f"**{name}**, {metric}, protocol `{protocol}`", "",
-                  "| setting | headroom | variant | method | share closed | difference [95 % CI] | reliance | verdict |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for point, head_text, variant, method, share, c, reliance in rows:
-            share_text = "no headroom" if share is None or share.mean is None else \
-                f"{fmt(share.mean)} [{fmt(share.ci_low)}, {fmt(share.ci_high)}]"
-            diff = f"{fmt_signed(c.test.mean)} [{fmt_signed(c.test.ci95[0])}, {fmt_signed(c.test.ci95[1])}]"
-            notes = "" if preset in NOT_EVIDENCE else "".join(f"; {n}" for n in c.notes)  # no claims from toy runs
-            verdict = at_preset(c.verdict, preset) + notes
-            lines.append(f"| {point or '-'} | {head_text} | {variant} | {method} | {share_text} | {diff} | "
-                         f"{'' if math.isnan(reliance) else fmt_signed(reliance)} | {verdict} |")
-        if fallback:
-            lines.append(f"The upper bound's runs record no `{protocol}` choice (their validation data have no "
-                         "annotated shortcut): their epoch is the `train_like` one.")
-        lines.append("")
-    return "\n".join(lines)
+                    block.rows.append((point, head_text, setting_parts[label]["variant"], method, share, comparison,
+                                       reliance))
+        if block.rows:
+            blocks.append(block)
+    return blocks
 
 
 def _by_seed(runs: pd.DataFrame, setting: str, method: str, column: str) -> dict[int, float]:
