@@ -198,3 +198,17 @@ def test_bad_options_are_named(options, message):
 def test_missing_data_says_where(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         datasets.decoy_mnist(seed=0, data_dir=str(tmp_path / "nothing"), **SMALL)
+
+
+def test_shortcut_free_control_trains_on_the_same_images_without_their_patch(folder, small):
+    clean = datasets.decoy_mnist(seed=0, data_dir=folder, decoy_train="absent", **SMALL)
+    patch = small.train.wrong_mask[:, 0].bool()
+    assert patch.flatten(1).sum(1).eq(16).all()
+    assert torch.equal(clean.train.y, small.train.y)
+    assert torch.equal(clean.train.x[:, 0][~patch], small.train.x[:, 0][~patch])  # the digit pixels, unchanged
+    mnist = load_mnist(folder)
+    index = _render(folder, "train")["index"]
+    assert torch.equal(clean.train.x[:, 0], torch.from_numpy(mnist.train_x[index] / np.float32(255)))  # plain MNIST
+    assert not clean.train.has_wrong_mask.any()
+    for split in ("val", "test", "test_decoy", "test_swapped", "test_clean"):  # evaluated on the same images
+        assert torch.equal(clean.eval_splits()[split].x, small.eval_splits()[split].x)

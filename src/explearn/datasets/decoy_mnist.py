@@ -48,6 +48,10 @@ class DecoyMNISTOptions(MNISTSplitOptions):
     masks: Literal["both", "right", "wrong"] = setting(
         "both", "which masks the training split carries: right-reason (digit), wrong-reason (patch) or both"
     )
+    decoy_train: Literal["label", "absent"] = setting(
+        "label", "absent: the training images without their patch (the same images otherwise): the shortcut-free "
+                 "upper-bound control"
+    )
 
     name: ClassVar[str] = "decoy_mnist"
 
@@ -74,7 +78,8 @@ def decoy_mnist(n_train: int | None = None, seed: int = 0, **options) -> Splits:
     splits = {}
     for split in SPLIT_CODES:
         a = render_split(opts, seed, split, mnist)
-        right, wrong = a["mask"], (a["wrong_mask"] if SHADE_MODES[split] != "none" else None)
+        painted = SHADE_MODES[split] != "none" and not (split == "train" and opts.decoy_train == "absent")
+        right, wrong = a["mask"], (a["wrong_mask"] if painted else None)
         has = None
         if split == "train":
             has = torch.from_numpy(first_masked(len(a["y"]), opts.mask_fraction))
@@ -110,7 +115,7 @@ def render_split(opts: DecoyMNISTOptions, seed: int, split: str, mnist: MNIST | 
     random_class = rng.integers(10, size=n_file)[index]
 
     raw, y = images[index], labels[index].astype(np.int64)
-    mode = SHADE_MODES[split]
+    mode = "none" if split == "train" and opts.decoy_train == "absent" else SHADE_MODES[split]
     patch = _patch(corner) if mode != "none" else np.zeros(raw.shape, dtype=bool)
     if mode == "swapped":  # another class's shade, uniform over the other nine, from its own stream
         offset = np.random.default_rng([seed, SPLIT_CODES[split], 1]).integers(1, 10, size=n_file)[index]
