@@ -27,6 +27,7 @@ def test_explanation_rule_takes_the_lowest_reliance_within_delta():
     reliance = {"a": [0.3, 0.3], "b": [0.1, 0.1], "c": [0.0, 0.0], "d": [0.2, 0.2]}
     assert choose_lexicographic(scores, reliance, 0.02) == ("b", pytest.approx(0.80))  # c is outside the window
     assert choose_lexicographic(scores, reliance, 0.005)[0] == "d"  # a narrower window: a (0.81) and d only
+    assert choose_lexicographic({"a": [0.845], "b": [0.825]}, {"a": [0.6], "b": [0.0]}, 0.02)[0] == "b"  # the edge
     tie = {"a": [0.1], "b": [0.1]}
     assert choose_lexicographic({"a": [0.80], "b": [0.81]}, tie, 0.02)[0] == "b"  # equal reliance: higher score
     with pytest.raises(ValueError, match="no search candidate"):

@@ -120,3 +120,24 @@ def test_train_records_every_protocol_from_the_same_run(one_torch_thread):
     plain = train(datasets.triangles(n_train=40, seed=0, n_val=20, n_test=20, image_size=16), "standard", 0,
                   epochs=1, quiet=True)
     assert list(plain.protocols) == ["train_like"]  # no val_oracle, no annotated shortcut
+
+
+def test_an_epoch_exactly_delta_below_the_best_stays_in_the_window():
+    import numpy as np
+
+    t = Tracker("acc", explanation=True, oracle=False)
+    f32 = lambda v: float(np.float32(v))  # noqa: E731 - accuracies are float32 means
+    # 0.825 is exactly 0.02 below 0.845 (10 of 500 images), but 0.8249999881 < 0.8450000286 - 0.02 in floats
+    feed(t, [(f32(0.825), f32(0.825) - 0.025), (f32(0.845), f32(0.845) - 0.615)])
+    assert t.chosen()["explanation"]["selected_epoch"] == 1
+
+
+def test_train_many_refuses_datasets_evaluated_on_different_splits():
+    from explearn.errors import ConfigError
+    from explearn.vectorized import train_many
+
+    opts = dict(n_train=24, n_val=16, n_test=16, image_size=16, spurious_rate=0.9)
+    a = datasets.triangles(seed=0, **opts)
+    b = datasets.triangles(seed=1, spurious_train="absent", **opts)  # no square in validation: no intervention
+    with pytest.raises(ConfigError, match="evaluated on different splits"):
+        train_many([a, b], [0, 1], "standard", epochs=1, batch_size=8, models_at_once=2)

@@ -150,7 +150,7 @@ def choose_by_protocol(cell: dict[str, list[dict]], metric: str) -> dict[str, tu
     """The ``oracle`` and ``explanation`` protocols' choices among one cell's candidates (stored search results
     per candidate key), where the runs recorded them (``explearn.selection``): ``oracle`` by ``metric`` read on
     ``val_oracle`` at the last epoch; ``explanation`` by ``search.choose_lexicographic`` over each run's
-    explanation-chosen epoch (score ``metric``, reliance = val/acc - val_intervened/acc). Returns protocol ->
+    explanation-chosen epoch (score ``metric``, reliance = ``metric`` minus the same on val_intervened). Returns protocol ->
     (chosen key or None, search-table rows)."""
     out: dict[str, tuple[str | None, list[dict]]] = {}
     oracle_metric = metric.replace("val/", "val_oracle/", 1)
@@ -165,8 +165,8 @@ def choose_by_protocol(cell: dict[str, list[dict]], metric: str) -> dict[str, tu
             if protocol == "oracle":
                 best, _ = choose(values)
             else:
-                reliance = {cand: [float(m["val/acc"]) - float(m["val_intervened/acc"]) for m in ms]
-                            for cand, ms in runs.items()}
+                intervened = metric.replace("val/", "val_intervened/", 1)  # the same score on both
+                reliance = {cand: [float(m[metric]) - float(m[intervened]) for m in ms] for cand, ms in runs.items()}
                 best, _ = choose_lexicographic(values, reliance, DELTA)
         except ValueError:
             best = None

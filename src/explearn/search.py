@@ -64,6 +64,6 @@ def choose_lexicographic(scores: Mapping[str, Sequence[float]], reliances: Mappi
         raise ValueError("no search candidate has a validation score and a reliance")
     best = max(score for score, _ in means.values())
     window = [(reliance, -score, order, key) for order, (key, (score, reliance)) in enumerate(means.items())
-              if score >= best - delta]
+              if score >= best - delta - 1e-6]  # float32 accuracies: the edge of the window, not rounding
     _, neg_score, _, key = min(window)
     return key, -neg_score

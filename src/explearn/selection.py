@@ -12,7 +12,7 @@ A run records, after every epoch, what each protocol reads, and keeps the model 
   practitioner would not have. Present where the data have ``val_oracle``.
 - ``explanation``: a criterion only masks make possible, on train-like data: among the epochs whose validation
   score is within ``DELTA`` of the best, the one with the lowest **intervention reliance**, the validation
-  accuracy minus the accuracy on ``val_intervened`` (each validation image's wrong-reason region, together with
+  score minus the same score on ``val_intervened`` (each validation image's wrong-reason region, together with
   the other image's, replaced by that of an image of another class; ``intervene``). Ties: the higher score, then
   the earlier epoch. It reads accuracies, not attributions, which methods trained on attributions could game. It
   sees only the annotated shortcut (the wrong-reason masks of the validation split), so it is present only where
@@ -33,6 +33,8 @@ PROTOCOLS = ("train_like", "oracle", "explanation")
 #: the explanation protocol's accuracy window: candidates score at least best - DELTA (pre-registered in
 #: docs/verdicts.md, the smallest accuracy difference of interest)
 DELTA = 0.02
+#: accuracies are float32 means: an epoch exactly DELTA below the best must not fall out of the window by rounding
+TOLERANCE = 1e-6
 #: the seed of the intervention's pairing of validation images
 INTERVENTION_SEED = 0
 
@@ -115,11 +117,11 @@ class Tracker:
                 self.best_state = state()
         if not self.explanation:
             return
-        reliance = scores["val"]["acc"] - scores["val_intervened"]["acc"]
+        reliance = score - scores["val_intervened"][self.metric]  # the same validation score on both
         self.keys.append((reliance, -score, epoch))
         best = max(self.scores)
         new = _Candidate(epoch, score, reliance, {})
-        pool = [c for c in self.candidates + [new] if c.score >= best - DELTA]
+        pool = [c for c in self.candidates + [new] if c.score >= best - DELTA - TOLERANCE]
         kept = [c for c in pool if not any(o is not c and o.score >= c.score and o.key() < c.key() for o in pool)]
         if any(c is new for c in kept):
             new.state = state()
@@ -137,7 +139,7 @@ class Tracker:
             out["oracle"] = {"selected_epoch": self.last, "tied_epochs": None, "state": None}  # no value compared
         if self.explanation:
             best = max(self.scores)
-            window = [k for k in self.keys if -k[1] >= best - DELTA]
+            window = [k for k in self.keys if -k[1] >= best - DELTA - TOLERANCE]
             win = min(window)
             pick = next(c for c in self.candidates if c.epoch == win[2])
             out["explanation"] = {"selected_epoch": pick.epoch,

@@ -46,6 +46,11 @@ SPEC_KEYS = {
                  "grid point); the paper's own setting in an ablation study",
     "upper_bound": "label of the variant whose baseline runs are the upper-bound control (the same data without the "
                    "problem): the verdict table's headroom and share closed (docs/verdicts.md)",
+    "primary": "the metric the verdict table decides on (default: the first headline metric)",
+    "positive_controls": "labels of the variants whose methods are known remedies (the verdict table notes 'no "
+                         "positive control worked' where none closes a share above 0)",
+    "placebos": "placebo variant label -> label of the variant with the true masks: the verdict table compares each "
+                "method run in both, true minus placebo",
     "report": "'together': one report for the whole collection; 'apart': OUT/<spec name>/ per spec (runs shared)",
     "label": "label of the single setting when there is neither grid nor variants",
     "data_seed": "'run' (data seed = run seed, so every seed is a new training set) or a fixed integer",
@@ -180,6 +185,22 @@ def load_spec(path: str | Path, preset: str = "quick") -> ExperimentSpec:
         check(raw["baseline"] in (variants[raw["upper_bound"]].get("methods") or raw["methods"]), where,
               f"the upper_bound variant {raw['upper_bound']!r} must run the baseline {raw['baseline']!r}")
         raw["upper_bound"] = renamed.get(raw["upper_bound"], raw["upper_bound"])
+    for label in raw.get("positive_controls") or []:
+        labels = [v.get("label") for v in raw.get("variants") or []]
+        check(label in labels, where, f"positive_controls: {label!r} is not the label of a variant "
+              f"(variants: {', '.join(map(str, labels))})")
+    raw["positive_controls"] = [renamed.get(v, v) for v in raw.get("positive_controls") or []]
+    labels = [v.get("label") for v in raw.get("variants") or []]
+    # a preset may run fewer variants: a pair whose placebo variant it leaves out is dropped; the full preset runs
+    # them all, so a misspelt label is still refused there
+    pairs = {k: v for k, v in (raw.get("placebos") or {}).items() if k in labels}
+    check(preset != "full" or len(pairs) == len(raw.get("placebos") or {}), where,
+          f"placebos: {sorted(set(raw.get('placebos') or {}) - set(pairs))} are not labels of variants "
+          f"(variants: {', '.join(map(str, labels))})")
+    for placebo, true in pairs.items():
+        check(true in labels, where, f"placebos: {placebo!r} mirrors {true!r}, which is not the label of a variant "
+              f"(variants: {', '.join(map(str, labels))})")
+    raw["placebos"] = {renamed.get(k, k): renamed.get(v, v) for k, v in pairs.items()}
     spec = ExperimentSpec(raw["name"], preset, raw, settings, str(path))
     _check_run_values(spec, where)
     return spec

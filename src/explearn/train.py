@@ -234,8 +234,9 @@ def protocol_metrics(algo: Method, splits: dict[str, ExplanationDataset], minori
         if shortcut:
             metrics.update(shortcut_metrics(metrics, shortcut[0], shortcut[1], splits[shortcut[0]].n_classes))
         for r in history:
-            if r["epoch"] == entry["selected_epoch"] and r["split"] == "val_intervened" and r["metric"] == "acc":
-                metrics["val_intervened/acc"] = r["value"]
+            if r["epoch"] == entry["selected_epoch"] and r["split"] == "val_intervened" and \
+                    r["metric"] in ("acc", "balanced_acc"):
+                metrics[f"val_intervened/{r['metric']}"] = r["value"]
         out[name] = {"selected_epoch": entry["selected_epoch"], "tied_epochs": entry["tied_epochs"],
                      "metrics": metrics}
     return {name: out[name] for name in PROTOCOLS if name in out}

@@ -146,6 +146,8 @@ def test_bad_parameters_and_names_fail_clearly():
         transform_masks(canvas((1, 1)), "dilat")
     with pytest.raises(ConfigError, match="did you mean 'mask_transform'"):
         load("triangles", mask_transfrom="dilate")
+    with pytest.raises(ConfigError, match="'random_place' takes no parameter, got 5"):
+        normalize_options("triangles", {"mask_transform": "random_place", "mask_param": 5})  # would change run ids
     with pytest.raises(ConfigError, match="mask transform 'dilate': the radius must be a whole number"):
         normalize_options("triangles", {"mask_transform": "dilate", "mask_param": 0.5})  # before any training
 

@@ -169,6 +169,7 @@ def test_mask_fraction_keeps_exactly_that_share():
     ({"spurious_test": "absnt"}, "did you mean 'absent'"),
     ({"masks": "wrong"}, "needs the spurious square"),
     ({"spurious_train": "absent"}, "needs spurious_rate"),
+    ({"spurious_rate": 0.9, "spurious_train": "absent", "masks": "both"}, "draws them without it"),
     ({"n_val_oracle": 1}, "n_val_oracle must be 0 or at least n_classes"),
 ])
 def test_bad_options_are_named(options, message):

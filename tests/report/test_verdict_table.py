@@ -47,7 +47,7 @@ def test_no_headroom_means_the_setting_cannot_tell():
                   ("r=1, paper", "two_stage"): [0.70, 0.80, 0.75, 0.72]})
     text = verdict_section({"preset": "full", "specs": {"e": SPEC}}, table)
     row = next(line for line in text.splitlines() if "| two_stage |" in line)
-    assert "| no headroom |" in row and row.endswith("| setting cannot tell; paper's effect excluded |")
+    assert "| headroom not established |" in row and row.endswith("| setting cannot tell; paper's effect excluded |")
     quick = verdict_section({"preset": "quick", "specs": {"e": SPEC}}, table)
     assert "not evidence" in next(line for line in quick.splitlines() if "| two_stage |" in line)
 
@@ -99,3 +99,30 @@ def test_holm_runs_over_the_whole_collection_under_one_protocol():
     assert len(row) == 1 and row[0].endswith("| helps |")
     rows = [line for line in both.splitlines() if "| two_stage |" in line]
     assert len(rows) == 2 and all(r.endswith("| inconclusive (detectable: 0.028) |") for r in rows)
+
+
+def test_placebo_checks_and_the_positive_control_note():
+    parts = {**PARTS, "r=1, moved": {"point": "r=1", "variant": "moved"}}
+    spec = {**SPEC, "setting_parts": parts, "paper": {}, "placebos": {"moved": "square"},
+            "positive_controls": ["square"], "primary": "test/acc"}
+    lower = [0.50, 0.52, 0.54, 0.56, 0.58]
+    table = runs({("r=1, paper", "standard"): lower,
+                  ("r=1, clean", "standard"): [v + 0.3 for v in lower],
+                  ("r=1, paper", "two_stage"): [v + d for v, d in zip(lower, [0.01, -0.01, 0.0, 0.005, -0.005])],
+                  ("r=1, square", "rrr"): [v + d for v, d in zip(lower, [0.05, -0.05, 0.02, -0.02, 0.0])],
+                  ("r=1, moved", "rrr"): [v - 0.01 for v in lower]})
+    text = verdict_section({"preset": "full", "specs": {"e": spec}}, table)
+    placebo = next(line for line in text.splitlines() if "| square | moved | rrr |" in line)
+    assert "| +0.010 [" in placebo  # true minus placebo: (0 - (-0.01)) on average
+    two = next(line for line in text.splitlines() if "| paper | two_stage |" in line)
+    assert two.endswith("; no positive control worked |")  # RRR with the square closed no share above 0
+    assert "3 under `train_like`" in text  # the family Holm corrected over: two_stage, rrr (square), rrr (moved)
+
+
+def test_the_primary_metric_decides():
+    spec = {**SPEC, "headline": ["test/acc", "test/balanced_acc"], "primary": "test/balanced_acc"}
+    table = runs({("r=1, paper", "standard"): [0.5, 0.6, 0.55], ("r=1, clean", "standard"): [0.8, 0.9, 0.85],
+                  ("r=1, paper", "two_stage"): [0.6, 0.7, 0.65]})
+    table = table.rename(columns={"train_like:test/acc": "train_like:test/balanced_acc"})
+    assert "**e**, test/balanced_acc, protocol `train_like`" in verdict_section({"preset": "full",
+                                                                                 "specs": {"e": spec}}, table)

@@ -60,7 +60,9 @@ class MaskOptions:
     mask_param: float | None = setting(None, "the transform's parameter (default: the transform's own)")
 
     def __post_init__(self) -> None:
-        MASK_TRANSFORMS.get(self.mask_transform)  # unknown names fail here, with suggestions
+        spec = MASK_TRANSFORMS.get(self.mask_transform)  # unknown names fail here, with suggestions
+        check(self.mask_param is None or spec.param != "unused", "data option mask_param",
+              f"mask transform {self.mask_transform!r} takes no parameter, got {self.mask_param}")
         if self.mask_param is not None:
             check(math.isfinite(self.mask_param), "data option mask_param",
                   f"must be a finite number, got {self.mask_param}")

@@ -92,6 +92,9 @@ class TriangleOptions:
               f"masks={self.masks!r} needs the spurious square (spurious_rate), the only wrong reason drawn")
         check(self.spurious_train == "label" or self.spurious_rate is not None, where,
               "spurious_train='absent' needs spurious_rate (without it there is no square to leave out)")
+        check(self.spurious_train == "label" or self.masks == "right", where,
+              f"masks={self.masks!r} marks the square in training images, but spurious_train='absent' draws them "
+              "without it; use masks='right'")
         check(self.n_val_oracle == 0 or self.n_val_oracle >= self.n_classes, where,
               f"n_val_oracle must be 0 or at least n_classes, got {self.n_val_oracle}")
 

@@ -102,7 +102,9 @@ def render(report_dir: str | Path, results: Results | None = None) -> Path:
     search = pd.DataFrame(manifest.get("search") or [])
 
     # every file written atomically: two launches of one sweep may render the same report at once
-    for name, table in (("results.csv", results.eval_runs()), ("search.csv", search), ("aggregate.csv", stats)):
+    evaluated = runs[runs["role"].isin(["eval", "protocol"])] if not runs.empty else runs  # role "protocol": a
+    # candidate only another selection protocol chose (README, "Selection protocols")
+    for name, table in (("results.csv", evaluated), ("search.csv", search), ("aggregate.csv", stats)):
         with atomic_path(report_dir / name) as tmp:
             table.to_csv(tmp, index=False)
     figures = []

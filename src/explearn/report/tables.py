@@ -26,7 +26,8 @@ def fmt_signed(value: float, digits: int = 3) -> str:
 #: how the summary's intervals are computed (``explearn.results.ci95``), said once at the top
 CI_NOTE = ("95 % confidence intervals of means and of paired differences are Student's t-intervals over seeds, cut "
            "to the values the metric can take ([0, 1] for accuracies, alignment, wrong-reason score and agreement, "
-           "[-1, 1] for their differences; 0 to the epochs trained for epoch counts such as epochs_to_95, "
+           "[-1, 1] for their differences; [-1, 1] for shortcut reliance and [-2, 2] for its differences; 0 to "
+           "the epochs trained for epoch counts such as epochs_to_95, "
            "-epochs to +epochs for their differences; >= 0 for gradient norms): the true mean lies in that range, "
            "so the cut keeps the 95 % coverage. Agreement differences: percentile bootstrap over seeds.")
 

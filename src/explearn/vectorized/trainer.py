@@ -224,6 +224,11 @@ class _Fit:
         self.has_right = torch.cat(fields["has_right"])  # on the CPU: which models' batches have a mask
         self.offset = torch.tensor(which)[:, None] * self.n_train  # (S, 1)
         self.cpu_splits = [curve_splits(d.eval_splits(), cfg.curves) for d in distinct]
+        kinds = {tuple(c) for c in self.cpu_splits}
+        if len(kinds) > 1:  # e.g. one seed's validation split has wrong-reason masks (val_intervened), another's not
+            raise ConfigError(f"train_many: the datasets are evaluated on different splits after each epoch "
+                              f"({' / '.join(', '.join(k) for k in sorted(kinds))}), so their selection protocols "
+                              "differ; train them in separate calls")
         self.curve_x = {name: self._eval_inputs([c[name] for c in self.cpu_splits], dev) for name in self.cpu_splits[0]}
         self.chosen: list[dict[str, dict[str, Any]]] = []
         self.last: list[dict[str, torch.Tensor]] = []
