@@ -171,9 +171,11 @@ def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Ma
 
     fit = _fit(algo, splits, cfg, minority, quiet)
     shortcut = data.info.get("shortcut_splits")
-    protocols = protocol_metrics(algo, splits, minority, shortcut, fit.chosen, fit.best_state, fit.history)
+    last = copy.deepcopy(algo.model.state_dict()) if "oracle" in fit.chosen else None  # the oracle's model
     algo.model.load_state_dict(fit.best_state)
     metrics, predictions = _final_metrics(algo, splits, minority, shortcut)
+    protocols = protocol_metrics(algo, splits, minority, shortcut, fit.chosen, fit.best_state, fit.history,
+                                 last, (fit.best_epoch, metrics))
     metrics.update({
         "selected_epoch": fit.best_epoch,
         "time/total_s": fit.seconds,  # training and per-epoch evaluation
@@ -212,34 +214,54 @@ def curve_splits(splits: dict[str, ExplanationDataset], curves: str) -> dict[str
 
 def protocol_metrics(algo: Method, splits: dict[str, ExplanationDataset], minority: int | None,
                      shortcut: list[str] | None, chosen: dict[str, dict[str, Any]], best_state: dict[str, Any],
-                     history: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+                     history: list[dict[str, Any]], last_state: dict[str, Any] | None,
+                     scored: tuple[int, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The model each selection protocol chose, scored on every evaluation split but train (accuracies, and the
     shortcut's reliance and worst-group accuracy where the data name the pair; no attribution metrics), with
     its epoch, the number of epochs tied with it, and the curve splits' scores at that epoch (``val_oracle``,
-    ``val_intervened``) from the history. Call it right after training: the model then holds the last epoch's
-    state (the ``oracle`` protocol's); ``best_state`` is the train-like choice.
+    ``val_intervened``) from the history.
+
+    Args:
+        best_state: the train-like choice, which the model holds when this is called and holds again after it.
+        last_state: the last epoch's state (the ``oracle`` protocol's model), if that protocol applies.
+        scored: (epoch, final metrics) of the model the caller already scored: a protocol that chose the same
+            epoch takes its values from there instead of predicting again.
 
     Returns: ``{protocol: {"selected_epoch", "tied_epochs", "metrics": {"split/metric": value}}}``.
     """
     out: dict[str, dict[str, Any]] = {}
-    for name in sorted(chosen, key=lambda n: n != "oracle"):  # the last epoch's model first, while it is loaded
-        entry = chosen[name]
-        state = entry["state"] if entry["state"] is not None else (best_state if name == "train_like" else None)
-        if state is not None:
+    loaded = False
+    for name, entry in chosen.items():
+        if entry["selected_epoch"] == scored[0]:
+            metrics = {k: v for k, v in scored[1].items() if _protocol_key(k)}
+        else:
+            state = last_state if name == "oracle" else entry["state"] if entry["state"] is not None else best_state
             algo.model.load_state_dict(state)
-        metrics: dict[str, Any] = {}
-        for split, ds in splits.items():
-            if split != "train":
-                metrics.update({f"{split}/{k}": v for k, v in _scores(_predict(algo, ds), ds, minority).items()})
-        if shortcut:
-            metrics.update(shortcut_metrics(metrics, shortcut[0], shortcut[1], splits[shortcut[0]].n_classes))
+            loaded = True
+            metrics = {}
+            for split, ds in splits.items():
+                if split != "train":
+                    metrics.update({f"{split}/{k}": v for k, v in _scores(_predict(algo, ds), ds, minority).items()})
+            if shortcut:
+                metrics.update(shortcut_metrics(metrics, shortcut[0], shortcut[1], splits[shortcut[0]].n_classes))
         for r in history:
             if r["epoch"] == entry["selected_epoch"] and r["split"] == "val_intervened" and \
                     r["metric"] in ("acc", "balanced_acc"):
                 metrics[f"val_intervened/{r['metric']}"] = r["value"]
         out[name] = {"selected_epoch": entry["selected_epoch"], "tied_epochs": entry["tied_epochs"],
                      "metrics": metrics}
+    if loaded:
+        algo.model.load_state_dict(best_state)
     return {name: out[name] for name in PROTOCOLS if name in out}
+
+
+def _protocol_key(key: str) -> bool:
+    """Whether a final-metric key is one a protocol reports: the scores of an evaluation split (``_scores``) and
+    the shortcut's metrics."""
+    split, _, metric = key.partition("/")
+    if split == "shortcut":
+        return True
+    return split != "train" and (metric in ("acc", "balanced_acc", "minority_acc") or metric.startswith("acc_class"))
 
 
 def _fit(algo: Method, splits: dict[str, ExplanationDataset], cfg: TrainConfig, minority: int | None, quiet: bool) -> _Fit:

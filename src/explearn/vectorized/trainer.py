@@ -180,10 +180,10 @@ def _train_together(data_list: list[Splits], cfgs: list[TrainConfig], dev: torch
     for i, (algo, cfg, data) in enumerate(zip(algos, cfgs, data_list)):
         splits = dev_splits[which[i]]
         shortcut = data.info.get("shortcut_splits")
-        algo.model.load_state_dict(last[i])  # protocol_metrics starts from the last epoch's model, as in train()
-        protocols = protocol_metrics(algo, splits, minority[i], shortcut, chosen[i], best[i], histories[i])
         algo.model.load_state_dict(best[i])
         metrics, predictions = _final_metrics(algo, splits, minority[i], shortcut)
+        protocols = protocol_metrics(algo, splits, minority[i], shortcut, chosen[i], best[i], histories[i], last[i],
+                                     (best_epochs[i], metrics))
         metrics.update({
             "selected_epoch": best_epochs[i],
             "time/total_s": fit_s / n,  # training and per-epoch evaluation of all the models, per model
