@@ -126,3 +126,17 @@ def test_the_primary_metric_decides():
     table = table.rename(columns={"train_like:test/acc": "train_like:test/balanced_acc"})
     assert "**e**, test/balanced_acc, protocol `train_like`" in verdict_section({"preset": "full",
                                                                                  "specs": {"e": spec}}, table)
+
+
+def test_candidates_that_all_tie_make_the_protocol_uninformative():
+    table = runs({("r=1, paper", "standard"): [0.50, 0.52, 0.54],
+                  ("r=1, clean", "standard"): [0.80, 0.82, 0.84],
+                  ("r=1, paper", "two_stage"): [0.60, 0.62, 0.64]})
+    spec = {**SPEC, "paper": {}}
+    search = [{"experiment": "e", "setting": "r=1, paper", "method": "two_stage", "candidate": c, "mean": 1.0,
+               "protocol": "train_like"} for c in ('{"lr_ratio": 0.1}', '{"lr_ratio": 1.0}')]
+    tied = verdict_section({"preset": "full", "specs": {"e": spec}, "search": search}, table)
+    assert next(line for line in tied.splitlines() if "| two_stage |" in line).endswith("| protocol uninformative |")
+    search[1]["mean"] = 0.9  # the candidates differ: the protocol could choose
+    told = verdict_section({"preset": "full", "specs": {"e": spec}, "search": search}, table)
+    assert not next(line for line in told.splitlines() if "| two_stage |" in line).endswith("uninformative |")

@@ -26,7 +26,7 @@ def verdict_section(manifest: Mapping[str, Any], runs: pd.DataFrame) -> str:
         return ""
     blocks = [block for name, spec in manifest["specs"].items()
               if spec.get("upper_bound") and spec.get("baseline") and spec.get("reference")
-              for block in _blocks(name, spec, runs)]
+              for block in _blocks(name, spec, runs, manifest.get("search") or [])]
     if not blocks:
         return ""
     family = {}
@@ -95,7 +95,7 @@ class _Block:
         return lines + [""]
 
 
-def _blocks(name: str, spec: Mapping[str, Any], runs: pd.DataFrame) -> list[_Block]:
+def _blocks(name: str, spec: Mapping[str, Any], runs: pd.DataFrame, search: list[dict]) -> list[_Block]:
     metric = spec.get("primary") or ([spec["headline"]] if isinstance(spec["headline"], str)
                                      else list(spec["headline"]))[0]
     baseline, reference, upper_variant = spec["baseline"], spec["reference"], spec["upper_bound"]
@@ -140,7 +140,8 @@ def _blocks(name: str, spec: Mapping[str, Any], runs: pd.DataFrame) -> list[_Blo
                     lo, upv = [lower[s] for s in common], [upper[s] for s in common]
                     _, share = headroom_and_share(lo, upv, m)
                     test = paired_test([a - b for a, b in zip(m, lo)], DELTA)
-                    tied = _tied(pr, label, method, protocol) or _tied(pr, ref, baseline, protocol)
+                    tied = (_tied(pr, label, method, protocol) or _tied(pr, ref, baseline, protocol)
+                            or _candidates_tied(search, name, label, method, protocol))
                     paper_diff = (paper[method] - paper[baseline]) if label == ref and method in paper \
                         and baseline in paper else None
                     comparison = Comparison(test, not lower_is_better(metric), tied, head, paper_diff)
@@ -187,6 +188,14 @@ def _positive_controls(blocks: list[_Block]) -> None:
                 c = row[5]
                 if row[0] == point and (c.verdict == "equivalent" or c.verdict.startswith("inconclusive")):
                     c.notes.append("no positive control worked")
+
+
+def _candidates_tied(search: list[dict], experiment: str, setting: str, method: str, protocol: str) -> bool:
+    """Whether the cell's hyperparameter search had two or more candidates and they all tied on the protocol's
+    score (the protocol could not choose among them: docs/verdicts.md, "protocol uninformative")."""
+    means = [row.get("mean") for row in search if row.get("experiment") == experiment and row.get("setting") == setting
+             and row.get("method") == method and row.get("protocol", "train_like") == protocol]
+    return len(means) >= 2 and None not in means and len(set(means)) == 1
 
 
 def _by_seed(runs: pd.DataFrame, setting: str, method: str, column: str) -> dict[int, float]:
