@@ -13,6 +13,12 @@ SPEC = {"headline": ["test/acc"], "baseline": "standard", "reference": "paper", 
         "paper": {"r=1, paper": {"standard": 0.561, "two_stage": 0.708}}}
 
 
+def verdict_of(row: str) -> str:
+    """The verdict cell of a verdict-table row (setting, headroom, variant, method, share, difference, verdict,
+    reliance)."""
+    return [cell.strip() for cell in row.strip().strip("|").split("|")][6]
+
+
 def runs(values: dict[tuple[str, str], list[float]], protocols=("train_like",)) -> pd.DataFrame:
     rows = []
     for (setting, method), accs in values.items():
@@ -35,10 +41,10 @@ def test_headroom_share_and_verdict_by_hand():
     assert "protocol `train_like`" in text and "protocol `oracle`" not in text
     rrr = next(line for line in text.splitlines() if "| rrr |" in line)
     assert "| r=1 | +0.300 [+0.300, +0.300] | square | rrr | 0.500 [0.500, 0.500] | +0.150 [+0.150, +0.150] |" in rrr
-    assert rrr.endswith("| helps |")
+    assert verdict_of(rrr) == "helps"
     two = next(line for line in text.splitlines() if "| two_stage |" in line)
     assert "| 0.000 [0.000, 0.000] | +0.000 [+0.000, +0.000] |" in two
-    assert two.endswith("| equivalent; paper's effect excluded |")  # the paper's +0.147 lies outside [0, 0]
+    assert verdict_of(two) == "equivalent; paper's effect excluded"  # the paper's +0.147 lies outside [0, 0]
 
 
 def test_no_headroom_means_the_setting_cannot_tell():
@@ -47,9 +53,10 @@ def test_no_headroom_means_the_setting_cannot_tell():
                   ("r=1, paper", "two_stage"): [0.70, 0.80, 0.75, 0.72]})
     text = verdict_section({"preset": "full", "specs": {"e": SPEC}}, table)
     row = next(line for line in text.splitlines() if "| two_stage |" in line)
-    assert "| headroom not established |" in row and row.endswith("| setting cannot tell; paper's effect excluded |")
+    assert "| headroom not established |" in row
+    assert verdict_of(row) == "setting cannot tell; paper's effect excluded"
     quick = verdict_section({"preset": "quick", "specs": {"e": SPEC}}, table)
-    assert "not evidence" in next(line for line in quick.splitlines() if "| two_stage |" in line)
+    assert "not evidence" in verdict_of(next(line for line in quick.splitlines() if "| two_stage |" in line))
 
 
 def test_every_epoch_tied_makes_the_protocol_uninformative():
@@ -59,7 +66,7 @@ def test_every_epoch_tied_makes_the_protocol_uninformative():
     table.loc[table["setting"] == "r=1, paper", "train_like:all_tied"] = 1.0
     text = verdict_section({"preset": "full", "specs": {"e": SPEC}}, table)
     row = next(line for line in text.splitlines() if "| two_stage |" in line)
-    assert row.endswith("| protocol uninformative; paper's effect excluded |")  # the note stands on its own
+    assert verdict_of(row) == "protocol uninformative; paper's effect excluded"  # the note stands on its own
 
 
 def test_specs_without_controls_get_no_table():
@@ -96,9 +103,9 @@ def test_holm_runs_over_the_whole_collection_under_one_protocol():
     both = verdict_section({"preset": "full", "specs": {"e": spec, "f": spec}},
                            pd.concat([runs(values), runs(values).assign(experiment="f")], ignore_index=True))
     row = [line for line in alone.splitlines() if "| two_stage |" in line]
-    assert len(row) == 1 and row[0].endswith("| helps |")
+    assert len(row) == 1 and verdict_of(row[0]) == "helps"
     rows = [line for line in both.splitlines() if "| two_stage |" in line]
-    assert len(rows) == 2 and all(r.endswith("| inconclusive (detectable: 0.028) |") for r in rows)
+    assert len(rows) == 2 and all(verdict_of(r) == "inconclusive (detectable: 0.028)" for r in rows)
 
 
 def test_placebo_checks_and_the_positive_control_note():
@@ -115,7 +122,7 @@ def test_placebo_checks_and_the_positive_control_note():
     placebo = next(line for line in text.splitlines() if "| square | moved | rrr |" in line)
     assert "| +0.010 [" in placebo  # true minus placebo: (0 - (-0.01)) on average
     two = next(line for line in text.splitlines() if "| paper | two_stage |" in line)
-    assert two.endswith("; no positive control worked |")  # RRR with the square closed no share above 0
+    assert verdict_of(two).endswith("; no positive control worked")  # RRR with the square closed no share above 0
     assert "3 under `train_like`" in text  # the family Holm corrected over: two_stage, rrr (square), rrr (moved)
 
 
@@ -136,7 +143,21 @@ def test_candidates_that_all_tie_make_the_protocol_uninformative():
     search = [{"experiment": "e", "setting": "r=1, paper", "method": "two_stage", "candidate": c, "mean": 1.0,
                "protocol": "train_like"} for c in ('{"lr_ratio": 0.1}', '{"lr_ratio": 1.0}')]
     tied = verdict_section({"preset": "full", "specs": {"e": spec}, "search": search}, table)
-    assert next(line for line in tied.splitlines() if "| two_stage |" in line).endswith("| protocol uninformative |")
+    assert verdict_of(next(line for line in tied.splitlines() if "| two_stage |" in line)) == "protocol uninformative"
     search[1]["mean"] = 0.9  # the candidates differ: the protocol could choose
     told = verdict_section({"preset": "full", "specs": {"e": spec}, "search": search}, table)
-    assert not next(line for line in told.splitlines() if "| two_stage |" in line).endswith("uninformative |")
+    assert verdict_of(next(line for line in told.splitlines() if "| two_stage |" in line)) != "protocol uninformative"
+
+
+def test_reliance_gets_its_own_paired_difference_and_verdict():
+    table = runs({("r=1, paper", "standard"): [0.50, 0.52, 0.54, 0.56],
+                  ("r=1, clean", "standard"): [0.80, 0.82, 0.84, 0.86],
+                  ("r=1, paper", "two_stage"): [0.50, 0.52, 0.54, 0.56]})
+    reliance = {("r=1, paper", "standard"): [0.90, 0.92, 0.94, 0.96], ("r=1, paper", "two_stage"): [0.30, 0.31, 0.32, 0.33]}
+    for (setting, method), values in reliance.items():
+        rows = (table["setting"] == setting) & (table["method"] == method)
+        table.loc[rows, "train_like:shortcut/reliance"] = values
+    text = verdict_section({"preset": "full", "specs": {"e": {**SPEC, "paper": {}}}}, table)
+    row = next(line for line in text.splitlines() if "| two_stage |" in line)
+    rel = [cell.strip() for cell in row.strip().strip("|").split("|")][7]
+    assert rel.startswith("+0.315 (-0.615 [") and rel.endswith("]: helps)")  # relies less on the shortcut

@@ -15,7 +15,7 @@ from explearn.metrics import difference_bounds
 from explearn.report.tables import NOT_EVIDENCE, at_preset, fmt, fmt_signed, lower_is_better
 from explearn.results import protocol_runs
 from explearn.selection import PROTOCOLS
-from explearn.verdicts import DELTA, Comparison, decide, headroom_and_share, paired_test
+from explearn.verdicts import DELTA, DELTA_RELIANCE, Comparison, decide, headroom_and_share, paired_test
 
 
 def verdict_section(manifest: Mapping[str, Any], runs: pd.DataFrame) -> str:
@@ -34,6 +34,7 @@ def verdict_section(manifest: Mapping[str, Any], runs: pd.DataFrame) -> str:
         family[protocol] = [c for b in blocks if b.protocol == protocol for c in b.comparisons]
         decide(family[protocol])
         decide([row[4] for b in blocks if b.protocol == protocol for row in b.placebo_rows])  # their own family
+        decide([c for b in blocks if b.protocol == protocol for c in b.reliance])  # and reliance its own
         _positive_controls([b for b in blocks if b.protocol == protocol])
     preset = manifest["preset"]
     sizes = ", ".join(f"{len(cs)} under `{p}`" for p, cs in family.items() if cs)
@@ -42,8 +43,9 @@ def verdict_section(manifest: Mapping[str, Any], runs: pd.DataFrame) -> str:
             "bound is the baseline in the paper's setting, the upper bound the baseline on the same data without "
             "the problem; headroom = mean(upper - lower) with a paired bootstrap 95 % interval; share closed = "
             "mean(method - lower) / headroom (shown where the headroom's lower bound exceeds 0.05); difference = "
-            "method - lower, paired by seed, mean [95 % CI, cut to the metric's range]; reliance: descriptive, no "
-            f"verdict. Holm's correction over the comparisons of this report under one protocol ({sizes}); a "
+            "method - lower, paired by seed, mean [95 % CI, cut to the metric's range]; reliance: its mean, and its "
+            "paired difference to the lower bound with its own verdict (margin 0.05, lower is better, its own Holm "
+            f"family). Holm's correction over the comparisons of this report under one protocol ({sizes}); a "
             "report of part of a collection (`--only`) corrects over fewer than the whole collection's, whose "
             "verdicts are the ones of record. `oracle` is an upper bound no practitioner has.", ""]
     return "\n".join(head + [line for b in blocks for line in b.render(preset)])
@@ -61,21 +63,27 @@ class _Block:
     fallback: bool = False
     controls: dict[str, list] = field(default_factory=dict)  # grid point -> shares of the positive controls
     placebo_rows: list[tuple] = field(default_factory=list)  # (point, true variant, placebo variant, method, c)
+    reliance: list[Comparison] = field(default_factory=list)  # method - lower bound in shortcut reliance
 
     def render(self, preset: str) -> list[str]:
         lines = [f"**{self.name}**, {self.metric}, protocol `{self.protocol}`", "",
-                 "| setting | headroom | variant | method | share closed | difference [95 % CI] | reliance | verdict |",
+                 "| setting | headroom | variant | method | share closed | difference [95 % CI] | verdict | reliance "
+                 "(difference [95 % CI]: verdict) |",
                  "|---|---|---|---|---|---|---|---|"]
-        for point, head_text, variant, method, share, c, reliance in self.rows:
+        for point, head_text, variant, method, share, c, reliance, rc in self.rows:
             share_text = "headroom not established" if share is None or share.mean is None else \
                 f"{fmt(share.mean)} [{fmt(share.ci_low)}, {fmt(share.ci_high)}]"
             low, high = difference_bounds(self.metric)
             ci_low, ci_high = max(c.test.ci95[0], low), min(c.test.ci95[1], high)  # as every other table
             diff = f"{fmt_signed(c.test.mean)} [{fmt_signed(ci_low)}, {fmt_signed(ci_high)}]"
             notes = "" if preset in NOT_EVIDENCE else "".join(f"; {n}" for n in c.notes)  # no claims from toy runs
+            rel = "" if math.isnan(reliance) else fmt_signed(reliance)
+            if rc is not None:
+                lo_r, hi_r = max(rc.test.ci95[0], -2.0), min(rc.test.ci95[1], 2.0)  # a difference of reliances
+                rel += (f" ({fmt_signed(rc.test.mean)} [{fmt_signed(lo_r)}, {fmt_signed(hi_r)}]: "
+                        f"{at_preset(rc.verdict, preset)})")
             lines.append(f"| {point or '-'} | {head_text} | {variant} | {method} | {share_text} | {diff} | "
-                         f"{'' if math.isnan(reliance) else fmt_signed(reliance)} | "
-                         f"{at_preset(c.verdict, preset)}{notes} |")
+                         f"{at_preset(c.verdict, preset)}{notes} | {rel} |")
         if self.placebo_rows:
             lines += ["", f"Placebo checks, protocol `{self.protocol}`: the method with its true masks minus the same "
                       "method with placebo masks, paired by seed (\"helps\": the masks' information, not their amount, "
@@ -146,9 +154,17 @@ def _blocks(name: str, spec: Mapping[str, Any], runs: pd.DataFrame, search: list
                         and baseline in paper else None
                     comparison = Comparison(test, not lower_is_better(metric), tied, head, paper_diff)
                     block.comparisons.append(comparison)
-                    reliance = _mean(pr, label, method, f"{protocol}:shortcut/reliance")
+                    rel_column = f"{protocol}:shortcut/reliance"
+                    reliance = _mean(pr, label, method, rel_column)
+                    rel_m, rel_lo = _by_seed(pr, label, method, rel_column), _by_seed(pr, ref, baseline, rel_column)
+                    both = [s for s in common if s in rel_m and s in rel_lo]
+                    rel_cmp = None
+                    if len(both) >= 2:  # lower reliance is better: "helps" = the method relies less on the shortcut
+                        rel_cmp = Comparison(paired_test([rel_m[s] - rel_lo[s] for s in both], DELTA_RELIANCE),
+                                             False, tied)
+                        block.reliance.append(rel_cmp)
                     block.rows.append((point, head_text, setting_parts[label]["variant"], method, share, comparison,
-                                       reliance))
+                                       reliance, rel_cmp))
                     if setting_parts[label]["variant"] in positive:
                         block.controls.setdefault(point, []).append(share)
             _placebo_checks(block, spec, pr, column, point, labels, setting_parts, head)
@@ -199,6 +215,8 @@ def _candidates_tied(search: list[dict], experiment: str, setting: str, method: 
 
 
 def _by_seed(runs: pd.DataFrame, setting: str, method: str, column: str) -> dict[int, float]:
+    if column not in runs:
+        return {}
     rows = runs[(runs["setting"] == setting) & (runs["method"] == method)]
     return {int(s): float(v) for s, v in zip(rows["seed"], rows[column]) if not pd.isna(v)}
 
