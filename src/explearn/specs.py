@@ -185,12 +185,11 @@ def load_spec(path: str | Path, preset: str = "quick") -> ExperimentSpec:
         check(raw["baseline"] in (variants[raw["upper_bound"]].get("methods") or raw["methods"]), where,
               f"the upper_bound variant {raw['upper_bound']!r} must run the baseline {raw['baseline']!r}")
         raw["upper_bound"] = renamed.get(raw["upper_bound"], raw["upper_bound"])
+    labels = [v.get("label") for v in raw.get("variants") or []]
     for label in raw.get("positive_controls") or []:
-        labels = [v.get("label") for v in raw.get("variants") or []]
         check(label in labels, where, f"positive_controls: {label!r} is not the label of a variant "
               f"(variants: {', '.join(map(str, labels))})")
     raw["positive_controls"] = [renamed.get(v, v) for v in raw.get("positive_controls") or []]
-    labels = [v.get("label") for v in raw.get("variants") or []]
     # a preset may run fewer variants: a pair whose placebo variant it leaves out is dropped; the full preset runs
     # them all, so a misspelt label is still refused there
     pairs = {k: v for k, v in (raw.get("placebos") or {}).items() if k in labels}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import pandas as pd
 
@@ -33,7 +33,7 @@ def verdict_section(manifest: Mapping[str, Any], runs: pd.DataFrame) -> str:
     for protocol in PROTOCOLS:
         family[protocol] = [c for b in blocks if b.protocol == protocol for c in b.comparisons]
         decide(family[protocol])
-        decide([row[4] for b in blocks if b.protocol == protocol for row in b.placebo_rows])  # their own family
+        decide([row.comparison for b in blocks if b.protocol == protocol for row in b.placebo_rows])  # own family
         decide([c for b in blocks if b.protocol == protocol for c in b.reliance])  # and reliance its own
         _positive_controls([b for b in blocks if b.protocol == protocol])
     preset = manifest["preset"]
@@ -51,6 +51,27 @@ def verdict_section(manifest: Mapping[str, Any], runs: pd.DataFrame) -> str:
     return "\n".join(head + [line for b in blocks for line in b.render(preset)])
 
 
+class _Row(NamedTuple):
+    """One method against the lower bound at one grid point."""
+
+    point: str
+    headroom: str
+    variant: str
+    method: str
+    share: Any
+    comparison: Comparison
+    reliance: float
+    reliance_comparison: Comparison | None
+
+
+class _PlaceboRow(NamedTuple):
+    point: str
+    true: str
+    placebo: str
+    method: str
+    comparison: Comparison
+
+
 @dataclass
 class _Block:
     """One spec's comparisons under one protocol."""
@@ -58,11 +79,11 @@ class _Block:
     name: str
     metric: str
     protocol: str
-    rows: list[tuple] = field(default_factory=list)
+    rows: list[_Row] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
     fallback: bool = False
     controls: dict[str, list] = field(default_factory=dict)  # grid point -> shares of the positive controls
-    placebo_rows: list[tuple] = field(default_factory=list)  # (point, true variant, placebo variant, method, c)
+    placebo_rows: list[_PlaceboRow] = field(default_factory=list)
     reliance: list[Comparison] = field(default_factory=list)  # method - lower bound in shortcut reliance
 
     def render(self, preset: str) -> list[str]:
@@ -163,8 +184,8 @@ def _blocks(name: str, spec: Mapping[str, Any], runs: pd.DataFrame, search: list
                         rel_cmp = Comparison(paired_test([rel_m[s] - rel_lo[s] for s in both], DELTA_RELIANCE),
                                              False, tied)
                         block.reliance.append(rel_cmp)
-                    block.rows.append((point, head_text, setting_parts[label]["variant"], method, share, comparison,
-                                       reliance, rel_cmp))
+                    block.rows.append(_Row(point, head_text, setting_parts[label]["variant"], method, share, comparison,
+                                           reliance, rel_cmp))
                     if setting_parts[label]["variant"] in positive:
                         block.controls.setdefault(point, []).append(share)
             _placebo_checks(block, spec, pr, column, point, labels, setting_parts, head)
@@ -190,7 +211,7 @@ def _placebo_checks(block: _Block, spec: Mapping[str, Any], runs: pd.DataFrame, 
                 continue
             test = paired_test([a[s] - b[s] for s in common], DELTA)
             comparison = Comparison(test, not lower_is_better(block.metric), False, head)
-            block.placebo_rows.append((point, true, placebo, method, comparison))
+            block.placebo_rows.append(_PlaceboRow(point, true, placebo, method, comparison))
 
 
 def _positive_controls(blocks: list[_Block]) -> None:
@@ -201,8 +222,8 @@ def _positive_controls(blocks: list[_Block]) -> None:
             if any(s is not None and s.ci_low is not None and s.ci_low > 0 for s in shares):
                 continue
             for row in block.rows:
-                c = row[5]
-                if row[0] == point and (c.verdict == "equivalent" or c.verdict.startswith("inconclusive")):
+                c = row.comparison
+                if row.point == point and (c.verdict == "equivalent" or c.verdict.startswith("inconclusive")):
                     c.notes.append("no positive control worked")
 
 
