@@ -437,8 +437,18 @@ def _settings(raw: Mapping[str, Any], where: str) -> tuple[tuple[Setting, ...], 
             rewrites.setdefault((kind, text), set()).add(true)  # the same part must read the same everywhere
             return true
 
+        # a variant that sets a grid key (an upper bound on a larger training set at every size of a size grid)
+        # keeps the grid value as the name of its cell, as written; its own label states the value its runs use
+        overridden = set(_flatten({k: variant[k] for k in ("hp", "model") if k in variant})) | set(variant.get("data", {}))
+        for key in sorted(overridden & set(point)):
+            stated = {m.group(2) for m in map(_STATED.match, str(variant.get("label", "")).split(",")) if m}
+            check(key in stated, where, f"variant {variant.get('label', '')!r} sets the grid key {key!r} (to "
+                  f"{_format(values[key])}), so its label must state the value its runs use, e.g. "
+                  f"'{key}={_format(values[key])} ({variant.get('label', 'variant')})'; the grid value "
+                  f"'{key}={_format(point[key])}' only names the cell")
         parts = ([shown("scenario label", scenario["label"])] if "label" in scenario else []) + [
-            shown("grid value", f"{k}={_format(v)}") for k, v in point.items()]
+            f"{k}={_format(v)}" if k in overridden else shown("grid value", f"{k}={_format(v)}")
+            for k, v in point.items()]
         variant_label = shown("variant label", variant["label"]) if "label" in variant else ""
         label = ", ".join(parts + ([variant_label] if variant_label else [])) or \
             _true_label(raw.get("label", raw["name"]), in_use, where)
@@ -455,8 +465,9 @@ def _settings(raw: Mapping[str, Any], where: str) -> tuple[tuple[Setting, ...], 
 
 # --- labels that say what ran -------------------------------------------------------------------------------------
 
-#: a part of a setting label that states an option's value: "n_train=500", "hp.lr_ratio = 0.1", "mapping=conv1x1"
-_STATED = re.compile(r"^(\s*)([A-Za-z_][\w.]*)(\s*=\s*)(\S.*?)(\s*)$")
+#: a part of a setting label that states an option's value: "n_train=500", "hp.lr_ratio = 0.1", "mapping=conv1x1",
+#: "n_train=5000 (upper bound)" (a comment in parentheses after a space is kept as written)
+_STATED = re.compile(r"^(\s*)([A-Za-z_][\w.]*)(\s*=\s*)(\S.*?)(\s+\([^()]*\))?(\s*)$")
 
 
 def _true_label(text: str, in_use: Callable[[str], dict[str, Any]], where: str) -> str:
@@ -465,7 +476,8 @@ def _true_label(text: str, in_use: Callable[[str], dict[str, Any]], where: str) 
 
     Labels are written by hand, once for every preset, and a preset may change an option a label names (the
     ``smoke`` preset trains on 32 samples where a label says ``n_train=500``); the label is what the report shows,
-    so it follows the runs. Other parts ("small data", "9:1", "eta2 = 10 eta1") are left as written.
+    so it follows the runs. Other parts ("small data", "9:1", "eta2 = 10 eta1") are left as written, and so is a
+    comment in parentheses after the value ("n_train=5000 (upper bound)").
 
     Raises:
         ConfigError: the part names an option that the search chooses, or that the setting's methods use with
@@ -480,7 +492,7 @@ def _true_label(text: str, in_use: Callable[[str], dict[str, Any]], where: str) 
             check(len(distinct) == 1, where, f"label part {part.strip()!r} cannot be true for every run of its "
                   f"setting: {match.group(2)} is " + ", ".join(f"{_format(v)} ({who})" for who, v in used.items())
                   + "; leave it out of the label or give every method the same value")
-            part = f"{match.group(1)}{match.group(2)}{match.group(3)}{distinct[0]}{match.group(5)}"
+            part = f"{match.group(1)}{match.group(2)}{match.group(3)}{distinct[0]}{match.group(5) or ''}{match.group(6)}"
         out.append(part)
     return ",".join(out)
 

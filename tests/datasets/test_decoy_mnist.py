@@ -37,7 +37,8 @@ def _corner_block(corner: int) -> np.ndarray:
 
 
 def test_splits_shapes_and_names(small):
-    assert set(small.eval_splits()) == {"train", "val", "test", "test_decoy", "test_swapped", "test_clean"}
+    assert set(small.eval_splits()) == {"train", "val", "val_oracle", "test", "test_decoy", "test_swapped",
+                                        "test_clean"}
     assert small.info["shortcut_splits"] == ["test_decoy", "test_swapped"]
     assert [len(small.train), len(small.val), len(small.test)] == [200, 300, 500]
     assert small.input_shape == (1, 28, 28) and small.n_classes == 10
@@ -46,11 +47,11 @@ def test_splits_shapes_and_names(small):
     assert small.info["options"]["n_train"] == 200 and small.info["options"]["masks"] == "both"
 
 
-@pytest.mark.parametrize("split", ["train", "val", "test", "test_decoy"])
+@pytest.mark.parametrize("split", ["train", "val", "val_oracle", "test", "test_decoy"])
 def test_patch_is_a_4x4_square_flush_in_a_corner_and_the_only_change(folder, split):
     a = _render(folder, split, n_train=2000, n_val=2000, n_test=2000)
     mnist = load_mnist(folder)
-    raw = (mnist.train_x if split in ("train", "val") else mnist.test_x)[a["index"]] / np.float32(255)
+    raw = (mnist.train_x if split.startswith(("train", "val")) else mnist.test_x)[a["index"]] / np.float32(255)
     wrong = a["wrong_mask"][:, 0].astype(bool)
     for x, w, corner, r in zip(a["x"][:, 0], wrong, a["corner"], raw):
         assert (w == _corner_block(corner)).all()
@@ -60,14 +61,31 @@ def test_patch_is_a_4x4_square_flush_in_a_corner_and_the_only_change(folder, spl
     assert np.abs(np.bincount(a["corner"], minlength=4) / len(a["corner"]) - 0.25).max() < 0.05
 
 
-def test_training_shade_is_255_minus_25_times_the_label(small):
-    x, y, wrong = small.train.x[:, 0], small.train.y, small.train.wrong_mask[:, 0].bool()
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_training_and_validation_shade_is_255_minus_25_times_the_label(small, split):
+    """issue 14: the validation split is drawn like the training data (the train_like protocol's split)."""
+    ds = getattr(small, split)
+    x, y, wrong = ds.x[:, 0], ds.y, ds.wrong_mask[:, 0].bool()
+    assert ds.has_wrong_mask.all()
     patch_values = x[wrong].reshape(-1, 16)
     expected = torch.tensor([(255 - 25 * k) / 255 for k in range(10)], dtype=torch.float32)[y]
     assert (patch_values == expected[:, None]).all()
 
 
-@pytest.mark.parametrize("split", ["val", "test"])
+def test_val_oracle_is_the_validation_images_with_random_shades(folder, small):
+    """issue 14: val_oracle is drawn like the test split (random shades) on the validation images and corners,
+    disjoint from the test images: only the patch's shade differs from val."""
+    val, oracle = small.val, small.extra["val_oracle"]
+    assert torch.equal(val.y, oracle.y) and torch.equal(val.wrong_mask, oracle.wrong_mask)
+    patch = val.wrong_mask[:, 0].bool()
+    assert torch.equal(val.x[:, 0][~patch], oracle.x[:, 0][~patch])
+    assert (oracle.x[:, 0][patch].reshape(-1, 16) != val.x[:, 0][patch].reshape(-1, 16)).any(1).float().mean() > 0.8
+    a, t = _render(folder, "val_oracle"), _render(folder, "test")
+    assert (a["index"] == _render(folder, "val")["index"]).all()  # from MNIST train; test is from MNIST test
+    assert len(a["index"]) == SMALL["n_val"] and len(t["index"]) == SMALL["n_test"]
+
+
+@pytest.mark.parametrize("split", ["val_oracle", "test"])
 def test_validation_and_test_shades_are_independent_of_the_label(folder, split):
     a = _render(folder, split, n_val=5000, n_test=5000)
     x, wrong, y = a["x"][:, 0], a["wrong_mask"][:, 0].astype(bool), a["y"]
@@ -130,7 +148,7 @@ def test_right_mask_skips_the_patch_even_under_ink():
     # synthetic MNIST, every pixel lit: the right-reason mask must be everything but the 16 patch pixels
     full = lambda n: np.full((n, 28, 28), 200, dtype=np.uint8)  # noqa: E731
     fake = MNIST(full(60000), np.arange(60000, dtype=np.uint8) % 10, full(10000), np.arange(10000, dtype=np.uint8) % 10)
-    for split in ("train", "val", "test", "test_decoy"):
+    for split in ("train", "val", "val_oracle", "test", "test_decoy"):
         a = decoy.render_split(decoy.DecoyMNISTOptions(**SMALL), 0, split, fake)
         assert (a["mask"] == 1 - a["wrong_mask"]).all()
         assert (a["x"][a["wrong_mask"] == 0] == np.float32(200 / 255)).all()
@@ -151,7 +169,7 @@ def test_smaller_training_sets_are_prefixes_and_other_splits_do_not_move(folder,
     large = datasets.decoy_mnist(seed=0, data_dir=folder, **{**SMALL, "n_train": 600})
     for name in ("x", "y", "mask", "wrong_mask"):
         assert torch.equal(getattr(small.train, name), getattr(large.train, name)[:200])
-    for split in ("val", "test", "test_decoy", "test_clean"):
+    for split in ("val", "val_oracle", "test", "test_decoy", "test_clean"):
         assert torch.equal(small.eval_splits()[split].x, large.eval_splits()[split].x)
 
 
@@ -210,5 +228,9 @@ def test_shortcut_free_control_trains_on_the_same_images_without_their_patch(fol
     index = _render(folder, "train")["index"]
     assert torch.equal(clean.train.x[:, 0], torch.from_numpy(mnist.train_x[index] / np.float32(255)))  # plain MNIST
     assert not clean.train.has_wrong_mask.any()
-    for split in ("val", "test", "test_decoy", "test_swapped", "test_clean"):  # evaluated on the same images
+    # validation is drawn like training: without the patch too (issue 14), the same images
+    val_index = _render(folder, "val")["index"]
+    assert torch.equal(clean.val.x[:, 0], torch.from_numpy(mnist.train_x[val_index] / np.float32(255)))
+    assert torch.equal(clean.val.y, small.val.y) and not clean.val.has_wrong_mask.any()
+    for split in ("val_oracle", "test", "test_decoy", "test_swapped", "test_clean"):  # evaluated on the same images
         assert torch.equal(clean.eval_splits()[split].x, small.eval_splits()[split].x)

@@ -79,13 +79,15 @@ def test_same_seed_same_tensors(folder, melanoma, marker):
     assert other.info["files"]["test"] != melanoma.info["files"]["test"]
 
 
-def test_marker_only_on_marker_class_training_images(marker):
-    train = marker.train
+@pytest.mark.parametrize("split, n_painted", [("train", 20), ("val", 8)])
+def test_marker_only_on_marker_class_training_and_validation_images(marker, split, n_painted):
+    """issue 14: the validation split is painted like the training split (the train_like protocol's split)."""
+    train = marker.eval_splits()[split]
     painted = train.has_wrong_mask
-    assert torch.equal(painted, train.y == 1) and int(painted.sum()) == 20
+    assert torch.equal(painted, train.y == 1) and int(painted.sum()) == n_painted
     disk = train.wrong_mask[:, 0] > 0.5  # (N, H, W)
     assert not bool(disk[~painted].any())
-    x = raw(marker, "train")
+    x = raw(marker, split)
     colour = torch.tensor(MARKER_COLOUR).view(3, 1)
     for i in painted.nonzero()[:, 0].tolist():
         pixels = x[i][:, disk[i]]  # (3, P)
@@ -104,11 +106,16 @@ def test_marker_rate_and_mask_fraction(folder):
     assert torch.equal(train.has_wrong_mask, painted & train.has_mask)  # wrong masks follow mask_fraction too
 
 
-def test_marker_leaves_validation_and_test_clean(melanoma, marker):
-    for split in ("val", "test"):
+def test_marker_leaves_val_oracle_and_test_clean(melanoma, marker):
+    """issue 14: val_oracle is the validation images without the marker, drawn like the (clean) test split."""
+    for split, clean in (("val_oracle", "val"), ("test", "test")):
         assert not bool(marker.eval_splits()[split].has_wrong_mask.any())
-        assert torch.allclose(raw(marker, split), raw(melanoma, split), atol=1e-5)
+        assert torch.allclose(raw(marker, split), raw(melanoma, clean), atol=1e-5)
+        assert torch.equal(marker.eval_splits()[split].y, melanoma.eval_splits()[clean].y)
     assert marker.info["files"]["test"] == melanoma.info["files"]["test"]
+    assert marker.info["files"]["val_oracle"] == marker.info["files"]["val"] == melanoma.info["files"]["val"]
+    assert set(marker.info["marker"]["files"]["val"]) <= set(melanoma.info["files"]["val"])
+    assert "val_oracle" not in melanoma.extra  # only the marker variant has a shortcut to select around
 
 
 @pytest.mark.parametrize("split, painted_class", [("test_marker", 1), ("test_marker_swapped", 0)])

@@ -153,7 +153,7 @@ def test_the_train_command_prints_no_minority_accuracy_on_balanced_data(capsys):
 
 # --- setting labels say what ran ------------------------------------------------------------------------------------
 
-STATED = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*=\s*(.+?)\s*$")
+STATED = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*=\s*(.+?)(?:\s+\([^()]*\))?\s*$")  # "n=5 (a comment)"
 
 
 def states(text: str, value) -> bool:
@@ -184,15 +184,19 @@ def stated_options(label: str, run) -> list[tuple[str, str, object]]:
 @pytest.mark.parametrize("collection", COLLECTIONS)
 def test_every_label_of_every_shipped_spec_says_what_its_runs_use(collection, preset):
     """issue 12 item 10: the architecture rows said n_train=500 and ran 32. Every key=value in every label must
-    equal what every run of that setting uses (every method, every search candidate), at every preset."""
+    equal what every run of that setting uses (every method, every search candidate), at every preset. A grid
+    value that the variant sets names the cell; the variant's label states the value (issue 14)."""
     checked = 0
     for spec in load_specs(experiments_dir(collection), preset):
         for setting in spec.settings:
+            by_variant = {m.group(1) for m in map(STATED.match, setting.variant.split(",")) if m}
+            cell = ",".join(part for part in setting.point.split(",")
+                            if not ((m := STATED.match(part)) and m.group(1) in by_variant))
             for method in spec.methods_for(setting):
                 options = candidates(spec["search"].get(method, {}), setting.hparams)
                 for cand in options if len(options) > 1 else [{}]:  # one candidate: no search, the defaults
                     run = make_run(spec, setting, method, 0, cand)
-                    for key, text, value in stated_options(setting.label, run):
+                    for key, text, value in stated_options(f"{cell},{setting.variant}", run):
                         assert states(text, value), f"{spec.name} ({preset}): label {setting.label!r} says " \
                                                     f"{key}={text}, its {method} runs use {value!r}"
                         checked += 1
@@ -256,13 +260,25 @@ def test_a_label_that_cannot_be_true_for_every_method_is_refused(tmp_path):
         load_spec(path, "quick")
 
 
-def test_a_grid_value_that_a_variant_overrides_is_refused(tmp_path):
-    """issue 12 item 10: grid n_train=500 but variant b trains on 100: 'n_train=500, b' would lie, and writing
-    'n_train=100' would split the grid point."""
+def test_a_grid_value_that_a_variant_overrides_is_refused_unless_the_variant_says_it(tmp_path):
+    """issue 12 item 10: grid n_train=500 but variant b trains on 100: 'n_train=500, b' would lie. Issue 14 (an
+    upper bound on a larger training set in every cell of a size grid): the grid value names the cell and the
+    variant's label must state the value run, checked like every stated value."""
     path = spec_file(tmp_path, 'grid = { n_train = [500] }\n'
                                'variants = [{ label = "a" }, { label = "b", data = { n_train = 100 } }]')
-    with pytest.raises(ConfigError, match=r"grid value 'n_train=500' would say different things"):
+    with pytest.raises(ConfigError, match=r"variant 'b' sets the grid key 'n_train' \(to 100\), so its label must "
+                                          r"state.*'n_train=100 \(b\)'"):
         load_spec(path, "quick")
+    path = spec_file(tmp_path, 'grid = { n_train = [200, 500] }\nvariants = [{ label = "a" }, '
+                               '{ label = "n_train=100 (b)", data = { n_train = 100 } }]')
+    spec = load_spec(path, "quick")
+    assert [s.label for s in spec.settings] == ["n_train=200, a", "n_train=200, n_train=100 (b)", "n_train=500, a",
+                                                "n_train=500, n_train=100 (b)"]
+    assert [s.data["n_train"] for s in spec.settings] == [200, 100, 500, 100]
+    assert spec.settings[1].point == "n_train=200" and spec.settings[1].variant == "n_train=100 (b)"
+    path = spec_file(tmp_path, 'grid = { n_train = [500] }\nvariants = [{ label = "a" }, '
+                               '{ label = "n_train=300 (b)", data = { n_train = 100 } }]')
+    assert load_spec(path, "quick").settings[1].label == "n_train=500, n_train=100 (b)"  # the comment is kept
 
 
 # --- verdicts of toy presets are not evidence -----------------------------------------------------------------------
@@ -446,7 +462,8 @@ def test_re_rendering_a_committed_report_is_refused_and_changes_nothing(report, 
     """newcomer item 1: `cp -r reports/paper rp; explearn report rp` exited 0 with empty results.csv and
     aggregate.csv and every cell "not run at this preset" (run folders are not committed)."""
     copy = tmp_path / "rp"
-    shutil.copytree(REPORTS / report, copy)
+    # as a clone has it: a checkout that ran the report keeps its (ignored) runs folder, a clone has none
+    shutil.copytree(REPORTS / report, copy, ignore=lambda d, names: ["runs"] if Path(d) == REPORTS / report else [])
     before = folder_bytes(copy)
     assert main(["report", str(copy)]) == 2
     err = capsys.readouterr().err

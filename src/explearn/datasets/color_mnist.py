@@ -9,11 +9,11 @@ The right-reason mask is the digit's pixels above ``digit_threshold`` (one chann
 is no wrong-reason mask: the confounder is the colour of the very pixels that form the digit, not a region of the
 image, so no mask can mark it apart from the reason.
 
-Splits: ``train`` (colour[y]), ``val`` (other MNIST training images, each with a colour drawn uniformly at random,
-independent of the label), ``test`` (MNIST test, colour[9 - y]) and ``test_train_colours`` (the same test images
-with colour[y], which shows how much a model leans on the shortcut). CDEP validated on colour[9 - y], i.e. on the
-test distribution; explearn never selects models on the test distribution, and a random colour is the neutral
-choice that still penalises reading the colour.
+Splits: ``train`` (colour[y]), ``val`` (other MNIST training images, drawn like the training split: colour[y]; what
+a practitioner has, read by the ``train_like`` selection protocol), ``val_oracle`` (the same validation images with
+colour[9 - y], drawn like the test split: the ``oracle`` protocol's split, an upper bound no practitioner has;
+CDEP validated on this distribution), ``test`` (MNIST test, colour[9 - y]) and ``test_train_colours`` (the same
+test images with colour[y], which shows how much a model leans on the shortcut).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch
 from explearn.config import from_dict, to_dict
 from explearn.datasets.base import ExplanationDataset, Splits
 from explearn.datasets.mnist import (
-    MNIST, N_TRAIN_FILE, MNISTSplitOptions, digit_mask, first_masked, load_mnist, scaled, split_indices,
+    MNIST, MNISTSplitOptions, digit_mask, first_masked, load_mnist, scaled, split_indices,
 )
 
 #: RGB in [0, 1] of class k's colour (evenly spaced hues from red to purple, as in CDEP)
@@ -43,8 +43,9 @@ COLOURS = np.array([
     [0.2477, 0.0, 0.5573],
     [0.5020, 0.0, 0.5020],
 ], dtype=np.float32)
-SPLITS = ("train", "val", "test", "test_train_colours")
-_VAL_COLOUR_KEY = 1  # random stream of the validation colours
+SPLITS = ("train", "val", "val_oracle", "test", "test_train_colours")
+#: the splits coloured like the test split (colour[9 - y]); the others wear their class's colour
+TEST_COLOURS = ("val_oracle", "test")
 CLASS_NAMES = tuple(str(k) for k in range(10))
 
 
@@ -57,11 +58,11 @@ class ColorMNISTOptions(MNISTSplitOptions):
 
 
 def color_mnist(n_train: int | None = None, seed: int = 0, **options) -> Splits:
-    """ColorMNIST as train / val / test splits plus ``test_train_colours``.
+    """ColorMNIST as train / val / test splits plus ``val_oracle`` and ``test_train_colours``.
 
     Args:
         n_train: training images (default: all MNIST training images not in validation, 60000 - n_val).
-        seed: the data seed: which images go to train and val, and the validation colours.
+        seed: the data seed: which images go to train and val.
         **options: fields of ``ColorMNISTOptions``.
 
     Returns:
@@ -82,23 +83,19 @@ def color_mnist(n_train: int | None = None, seed: int = 0, **options) -> Splits:
             10, CLASS_NAMES, f"color_mnist/{split}",
         )
     info = {"dataset": "color_mnist", "data_seed": seed, "options": to_dict(opts)}
-    return Splits(splits["train"], splits["val"], splits["test"], {"test_train_colours": splits["test_train_colours"]},
-                  info)
+    extra = {k: v for k, v in splits.items() if k not in ("train", "val", "test")}
+    return Splits(splits["train"], splits["val"], splits["test"], extra, info)
 
 
 def render_split(opts: ColorMNISTOptions, seed: int, split: str, mnist: MNIST | None = None) -> dict[str, np.ndarray]:
     """Build one split. Returns x (N, 3, 28, 28) float32, y (N,) int64, mask (N, 1, 28, 28) float32, and for tests
     ``index`` (N,) the MNIST image of each sample and ``colour`` (N,) the class whose colour it wears."""
     mnist = load_mnist(opts.data_dir) if mnist is None else mnist
-    from_train = split in ("train", "val")
+    from_train = split in ("train", "val", "val_oracle")
     images, labels = (mnist.train_x, mnist.train_y) if from_train else (mnist.test_x, mnist.test_y)
-    index = split_indices(opts, seed)["test" if split.startswith("test") else split]
+    index = split_indices(opts, seed)["test" if split.startswith("test") else split.removesuffix("_oracle")]
     raw, y = images[index], labels[index].astype(np.int64)
-    if split == "val":
-        # drawn for every MNIST training image, then indexed: an image keeps its colour whatever n_val
-        colour = np.random.default_rng([seed, _VAL_COLOUR_KEY]).integers(10, size=N_TRAIN_FILE)[index]
-    else:
-        colour = 9 - y if split == "test" else y
+    colour = 9 - y if split in TEST_COLOURS else y
     gray = scaled(raw)
     x = gray[:, None] * COLOURS[colour][:, :, None, None]  # (N, 1, 28, 28) * (N, 3, 1, 1)
     return {

@@ -7,9 +7,11 @@ chosen by two fair coin flips per image, painted over the digit with grey level 
 shape (1, 28, 28). The wrong-reason mask is exactly the 16 patch pixels; the right-reason mask is the digit's own
 pixels above ``digit_threshold``, never on the patch.
 
-Splits: ``train`` (MNIST train, patch shade tied to the label), ``val`` (other MNIST training images, random
-shades like the test split: models are selected on the distribution they are tested on, never on the test set),
-``test`` (MNIST test, random shades), and for evaluation ``test_decoy`` (the same test images and corners, the
+Splits: ``train`` (MNIST train, patch shade tied to the label), ``val`` (other MNIST training images, drawn like
+the training split: the shade tied to the label, with the patch as wrong-reason mask; what a practitioner has, and
+what the ``train_like`` and ``explanation`` selection protocols read), ``val_oracle`` (the same validation images
+and corners with random shades, drawn like the test split: the ``oracle`` protocol's split, an upper bound no
+practitioner has; never the test set), ``test`` (MNIST test, random shades), and for evaluation ``test_decoy`` (the same test images and corners, the
 shade tied to the label as in training), ``test_swapped`` (the same images and corners, the shade of another
 class, uniform over the nine others) and ``test_clean`` (the same test images without a patch). Accuracy on
 ``test_decoy`` minus on ``test_swapped`` is the reliance on the shortcut (``shortcut/reliance``).
@@ -32,11 +34,14 @@ from explearn.datasets.mnist import (
 
 PATCH = 4  # side of the decoy patch, in pixels
 SHADE_STEP = 25  # grey level 255 - 25 k for class k (255 for 0 down to 30 for 9)
-#: random stream of each split's decoys; test_decoy and test_clean reuse the test split's draws
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "test_decoy": 2, "test_clean": 2, "test_swapped": 2}
-#: which shade each split paints: the label's, a random class's, or no patch at all
-SHADE_MODES = {"train": "label", "val": "random", "test": "random", "test_decoy": "label", "test_clean": "none",
-               "test_swapped": "swapped"}
+#: random stream of each split's decoys; val_oracle reuses the validation split's draws (the same images and
+#: corners), test_decoy, test_clean and test_swapped the test split's
+SPLIT_CODES = {"train": 0, "val": 1, "val_oracle": 1, "test": 2, "test_decoy": 2, "test_clean": 2, "test_swapped": 2}
+#: which shade each split paints: the label's, a random class's, another class's, or no patch at all
+SHADE_MODES = {"train": "label", "val": "label", "val_oracle": "random", "test": "random", "test_decoy": "label",
+               "test_clean": "none", "test_swapped": "swapped"}
+#: the splits drawn like the training data: without their patch when decoy_train = "absent"
+TRAIN_LIKE = ("train", "val")
 CLASS_NAMES = tuple(str(k) for k in range(10))
 
 
@@ -49,15 +54,16 @@ class DecoyMNISTOptions(MNISTSplitOptions):
         "both", "which masks the training split carries: right-reason (digit), wrong-reason (patch) or both"
     )
     decoy_train: Literal["label", "absent"] = setting(
-        "label", "absent: the training images without their patch (the same images otherwise): the shortcut-free "
-                 "upper-bound control"
+        "label", "absent: the training and validation images without their patch (the same images otherwise): "
+                 "the shortcut-free upper-bound control"
     )
 
     name: ClassVar[str] = "decoy_mnist"
 
 
 def decoy_mnist(n_train: int | None = None, seed: int = 0, **options) -> Splits:
-    """Decoy-MNIST as train / val / test splits plus ``test_decoy``, ``test_swapped`` and ``test_clean``.
+    """Decoy-MNIST as train / val / test splits plus ``val_oracle``, ``test_decoy``, ``test_swapped`` and
+    ``test_clean``.
 
     Args:
         n_train: training images (default: all MNIST training images not in validation, 60000 - n_val).
@@ -67,8 +73,9 @@ def decoy_mnist(n_train: int | None = None, seed: int = 0, **options) -> Splits:
 
     Returns:
         Splits with x (N, 1, 28, 28) in [0, 1], y (N,), mask and wrong_mask (N, 1, 28, 28) binary. Only the
-        training split follows ``mask_fraction`` and ``masks``; the evaluation splits carry both kinds for every
-        image (``test_clean`` has no patch, so no wrong-reason mask), so that alignment is always measurable.
+        training split follows ``mask_fraction`` and ``masks``; the other splits carry both kinds for every
+        image (``test_clean``, and ``val`` with ``decoy_train="absent"``, have no patch, so no wrong-reason mask),
+        so that alignment is always measurable.
 
     Raises:
         DataError: the MNIST files are missing or corrupt (see ``load_mnist``).
@@ -78,7 +85,7 @@ def decoy_mnist(n_train: int | None = None, seed: int = 0, **options) -> Splits:
     splits = {}
     for split in SPLIT_CODES:
         a = render_split(opts, seed, split, mnist)
-        painted = SHADE_MODES[split] != "none" and not (split == "train" and opts.decoy_train == "absent")
+        painted = SHADE_MODES[split] != "none" and not (split in TRAIN_LIKE and opts.decoy_train == "absent")
         right, wrong = a["mask"], (a["wrong_mask"] if painted else None)
         has = None
         if split == "train":
@@ -99,13 +106,13 @@ def decoy_mnist(n_train: int | None = None, seed: int = 0, **options) -> Splits:
 
 def render_split(opts: DecoyMNISTOptions, seed: int, split: str, mnist: MNIST | None = None) -> dict[str, np.ndarray]:
     """Build one split. Returns x (N, 1, 28, 28) float32, y (N,) int64, mask and wrong_mask (N, 1, 28, 28)
-    float32, and for tests: ``index`` (N,) the MNIST image of each sample (in MNIST train for train and val,
+    float32, and for tests: ``index`` (N,) the MNIST image of each sample (in MNIST train for train, val and val_oracle,
     MNIST test otherwise), ``corner`` (N,) 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right, and ``shade``
     (N,) the class k whose grey level (255 - 25 k) / 255 the patch has; both -1 where there is no patch."""
     mnist = load_mnist(opts.data_dir) if mnist is None else mnist
-    from_train = split in ("train", "val")
+    from_train = split in ("train", "val", "val_oracle")
     images, labels = (mnist.train_x, mnist.train_y) if from_train else (mnist.test_x, mnist.test_y)
-    index = split_indices(opts, seed)["test" if split.startswith("test") else split]
+    index = split_indices(opts, seed)["test" if split.startswith("test") else split.removesuffix("_oracle")]
 
     # decoys are drawn for every image of the MNIST file and then indexed, so each image keeps its decoy whatever
     # the split sizes (smaller training sets are prefixes of larger ones, decoys included)
@@ -115,7 +122,7 @@ def render_split(opts: DecoyMNISTOptions, seed: int, split: str, mnist: MNIST | 
     random_class = rng.integers(10, size=n_file)[index]
 
     raw, y = images[index], labels[index].astype(np.int64)
-    mode = "none" if split == "train" and opts.decoy_train == "absent" else SHADE_MODES[split]
+    mode = "none" if split in TRAIN_LIKE and opts.decoy_train == "absent" else SHADE_MODES[split]
     patch = _patch(corner) if mode != "none" else np.zeros(raw.shape, dtype=bool)
     if mode == "swapped":  # another class's shade, uniform over the other nine, from its own stream
         offset = np.random.default_rng([seed, SPLIT_CODES[split], 1]).integers(1, 10, size=n_file)[index]

@@ -11,10 +11,12 @@ class and seeded by the data seed.
 
 The **marker variant** is a spurious-feature benchmark on real images: a solid purple disk, like a surgical-ink
 mark, painted in one corner of ``marker_rate`` of the training images of ``marker_class`` (before normalisation).
-Those images get the disk as wrong-reason mask, and their lesion mask excludes it. Validation and test stay clean,
-so models are selected and tested on the real task; the extra splits ``test_marker`` (the disk on every test
-image of ``marker_class``, the shortcut as in training) and ``test_marker_swapped`` (on every test image of the
-other classes) show how much a model relies on it.
+Those images get the disk as wrong-reason mask, and their lesion mask excludes it. The validation split is painted
+by the same rule (drawn like the training data: what a practitioner has, read by the ``train_like`` and
+``explanation`` selection protocols); ``val_oracle`` is the same validation images clean, drawn like the test split
+(the ``oracle`` protocol's split, an upper bound no practitioner has). The test split stays clean; the extra splits
+``test_marker`` (the disk on every test image of ``marker_class``, the shortcut as in training) and
+``test_marker_swapped`` (on every test image of the other classes) show how much a model relies on it.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ TASKS = {
 MARKER_COLOUR = (0.45, 0.10, 0.60)  # purple, like a skin marker pen: absent from dermoscopy images
 MARKER_MARGIN = 0.05  # gap between the disk and the image border, as a share of the image height
 _MARKER_KEY = 4000  # random stream of the data seed for the marker (which images, which corners)
-_MARKER_CODES = {"train": 0, "test": 1}
+_MARKER_CODES = {"train": 0, "test": 1, "val": 2}
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ def ph2_dir(data_dir: str | Path | None = None) -> Path:
 
 
 def ph2(seed: int = 0, **options) -> Splits:
-    """PH2 as train / val / test splits; with ``marker``, also ``test_marker`` and ``test_marker_swapped``.
+    """PH2 as train / val / test splits; with ``marker``, also ``val_oracle``, ``test_marker`` and
+    ``test_marker_swapped``.
 
     Args:
         seed: the data seed: the stratified split, the masked subset and the marker's images and corners. The same
@@ -133,6 +136,7 @@ def ph2(seed: int = 0, **options) -> Splits:
     if opts.marker:
         parts, painted = _add_marker(parts, files, opts, seed)
         files.update({s: files["test"] for s in painted if s.startswith("test_")})
+        files["val_oracle"] = files["val"]
     parts, pre = normalized(parts, folder.preprocess(), opts.normalize)
     info = make_info("ph2", seed, to_dict(opts), class_names, pre, files)
     if opts.marker:
@@ -145,25 +149,31 @@ def ph2(seed: int = 0, **options) -> Splits:
 
 def _add_marker(parts: dict[str, Part], files: dict[str, list[str]], opts: PH2Options,
                 seed: int) -> tuple[dict[str, Part], dict[str, list[str]]]:
-    """Paint the marker into the training split and build the two marker test splits from the clean test split.
+    """Paint the marker into the training and validation splits (``marker_rate`` of each one's ``marker_class``
+    images, each split from its own random stream), keep the clean validation images as ``val_oracle``, and build
+    the two marker test splits from the clean test split.
 
     Returns:
         The splits, and the painted files of each split that has the marker.
     """
-    train, test = parts["train"], parts["test"]
-    rng = np.random.default_rng([seed, _MARKER_KEY, _MARKER_CODES["train"]])
-    candidates = np.flatnonzero(train.y.numpy() == opts.marker_class)
-    chosen = rng.permutation(candidates)[: int(np.floor(opts.marker_rate * len(candidates) + 0.5))]
-    which = np.zeros(len(train.y), dtype=bool)
-    which[chosen] = True
+    test = parts["test"]
     out = dict(parts)
-    out["train"] = paint_marker(train, which, opts.marker_size, rng, train.has_mask)
+    out["val_oracle"] = parts["val"]
+    painted = {}
+    for split in ("train", "val"):
+        ds = parts[split]
+        rng = np.random.default_rng([seed, _MARKER_KEY, _MARKER_CODES[split]])
+        candidates = np.flatnonzero(ds.y.numpy() == opts.marker_class)
+        chosen = rng.permutation(candidates)[: int(np.floor(opts.marker_rate * len(candidates) + 0.5))]
+        which = np.zeros(len(ds.y), dtype=bool)
+        which[chosen] = True
+        out[split] = paint_marker(ds, which, opts.marker_size, rng, ds.has_mask if split == "train" else None)
+        painted[split] = [files[split][i] for i in np.flatnonzero(which)]
     on_class = test.y.numpy() == opts.marker_class
     for name, where in (("test_marker", on_class), ("test_marker_swapped", ~on_class)):
         # the same corner draws for both test splits: each test image has one corner, painted or not
         test_rng = np.random.default_rng([seed, _MARKER_KEY, _MARKER_CODES["test"]])
         out[name] = paint_marker(test, where, opts.marker_size, test_rng)
-    painted = {"train": [files["train"][i] for i in np.flatnonzero(which)]}
     painted.update({name: [files["test"][i] for i in np.flatnonzero(w)]
                     for name, w in (("test_marker", on_class), ("test_marker_swapped", ~on_class))})
     return out, painted

@@ -38,12 +38,20 @@ def draw(kind: str, results: Results, stats: pd.DataFrame, experiment: str, spec
 
 @FIGURES.register("accuracy_vs_size")
 def accuracy_vs_size(results: Results, stats: pd.DataFrame, experiment: str, spec: Mapping[str, Any]):
-    """Headline accuracy against training-set size, one line per method, 95 % CI as error bars."""
+    """Headline accuracy against training-set size, one line per method, 95 % CI as error bars. With an
+    ``upper_bound`` variant (the baseline on a larger training set) only the ``reference`` variant's settings
+    are lines; the upper bound is a dotted horizontal line with its CI as a band, labelled with its size."""
     metric = _headline(spec)
     sizes = {label: values.get("n_train") for label, values in spec["setting_values"].items()}
+    parts = spec.get("setting_parts") or {}
+    variant = {label: part.get("variant", "") for label, part in parts.items()}
     sel = stats[(stats["experiment"] == experiment) & (stats["metric"] == metric)].copy()
     sel["n_train"] = sel["setting"].map(sizes)
     sel = sel.dropna(subset=["n_train"])
+    upper = spec.get("upper_bound")
+    bound = sel[sel["setting"].map(variant) == upper] if upper else sel.iloc[:0]
+    if upper and spec.get("reference"):
+        sel = sel[sel["setting"].map(variant) == spec["reference"]]
     if sel.empty:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -51,6 +59,12 @@ def accuracy_vs_size(results: Results, stats: pd.DataFrame, experiment: str, spe
         group = group.sort_values("n_train")
         err = np.vstack([group["mean"] - group["ci_low"], group["ci_high"] - group["mean"]])
         ax.errorbar(group["n_train"], group["mean"], yerr=np.nan_to_num(err), marker="o", capsize=3, label=method)
+    if not bound.empty:  # the same runs in every cell: one line
+        r = bound.iloc[0]
+        ax.axhline(r["mean"], color="grey", linestyle=":", label=f"{r['method']}, n_train={int(r['n_train'])} "
+                   "(upper bound)")
+        if np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"]):
+            ax.axhspan(r["ci_low"], r["ci_high"], color="grey", alpha=0.12)
     ax.set_xscale("log")
     ax.set_xlabel("training samples")
     ax.set_ylabel(metric)
