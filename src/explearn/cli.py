@@ -248,7 +248,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if what in ("all", "datasets"):
         _section("datasets", {name: DATASETS.get(name)[1] for name in DATASETS}, DATASETS)
     if what in ("all", "datasets", "masks"):
-        _section("mask options (every dataset; --data KEY=VALUE)", {"": MaskOptions}, None)
+        _section("options of every dataset: training masks and resampling (--data KEY=VALUE)", {"": MaskOptions}, None)
         print("mask transforms (--data mask_transform=NAME --data mask_param=VALUE; training masks only):")
         for name in MASK_TRANSFORMS:
             t = MASK_TRANSFORMS.get(name)

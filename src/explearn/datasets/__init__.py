@@ -1,7 +1,8 @@
 """Benchmarks with explanation masks. Each dataset is a pure function of (size, data seed, options) -> Splits.
 
-Besides its own options, every dataset takes the mask options of ``masks.MaskOptions`` (``mask_transform``,
-``mask_param``): a registered transform of the training masks (other shapes, coarser, worse), for ablations.
+Besides its own options, every dataset takes the options of ``masks.MaskOptions``: ``mask_transform`` and
+``mask_param`` (a registered transform of the training masks: other shapes, coarser, worse, placebos) and
+``resample`` (``oversample``: the training split's classes repeated up to the largest one's count).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ DATASETS.register("color_mnist")((color_mnist, ColorMNISTOptions))
 DATASETS.register("toy_colors")((toy_colors, ToyColorsOptions))
 DATASETS.register("folder")((folder, FolderOptions))
 DATASETS.register("ph2")((ph2, PH2Options))
-MASK_KEYS = ("mask_transform", "mask_param")
+MASK_KEYS = ("mask_transform", "mask_param", "resample")
 
 
 def split_options(name: str, options: Mapping[str, Any]) -> tuple[dict[str, Any], MaskOptions]:
@@ -58,11 +59,15 @@ def split_options(name: str, options: Mapping[str, Any]) -> tuple[dict[str, Any]
 
 def normalize_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """Every option of dataset ``name`` with its defaults filled in; the mask options only when they transform
-    the masks (so that runs on the true masks keep the identifiers they had before mask options existed)."""
+    the masks, ``resample`` only when it resamples (so that runs on the true masks and the drawn training split
+    keep the identifiers they had before these options existed)."""
     own, mask = split_options(name, options)
     out = to_dict(from_dict(DATASETS.get(name)[1], own, f"dataset {name!r}"))
+    shared = to_dict(mask)
     if mask.mask_transform != "none":
-        out.update(to_dict(mask))
+        out.update({k: shared[k] for k in ("mask_transform", "mask_param")})
+    if mask.resample != "none":
+        out["resample"] = mask.resample
     return out
 
 

@@ -18,14 +18,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from explearn.config import check, setting
-from explearn.datasets.base import Splits
+from explearn.datasets.base import ExplanationDataset, Splits
 from explearn.registry import Registry
 
 #: name -> MaskTransform
@@ -54,10 +54,15 @@ def register(name: str, default: float, param: str, description: str):
 
 @dataclass(frozen=True)
 class MaskOptions:
-    """Data options shared by every dataset: how the training masks are transformed."""
+    """Data options shared by every dataset: how the training masks are transformed, and how the training split
+    is resampled."""
 
     mask_transform: str = setting("none", "transform of the training masks (explearn list: masks)")
     mask_param: float | None = setting(None, "the transform's parameter (default: the transform's own)")
+    resample: Literal["none", "oversample"] = setting(
+        "none", "oversample: every class of the training split repeated up to the largest class's count (random "
+                "oversampling, the known remedy for class imbalance)"
+    )
 
     def __post_init__(self) -> None:
         spec = MASK_TRANSFORMS.get(self.mask_transform)  # unknown names fail here, with suggestions
@@ -85,7 +90,44 @@ def transform_masks(mask: torch.Tensor, name: str, param: float | None = None, s
 
 
 def apply_to_training(splits: Splits, options: MaskOptions, seed: int) -> Splits:
-    """The splits with the training masks transformed (samples without a mask keep none); others unchanged."""
+    """The splits with the training masks transformed (samples without a mask keep none), then the training split
+    resampled (``oversample``); the other splits unchanged."""
+    splits = _transform_training_masks(splits, options, seed)
+    if options.resample == "oversample":
+        train = oversample(splits.train, seed)
+        splits = dataclasses.replace(splits, train=train, info={**splits.info, "resample": "oversample"})
+    return splits
+
+
+#: random stream of the data seed that picks the images an oversampled class repeats once more
+_OVERSAMPLE_KEY = 5000
+
+
+def oversample(train: ExplanationDataset, seed: int) -> ExplanationDataset:
+    """Random oversampling (Buda, Maki and Mazurowski 2018, "A systematic study of the class imbalance problem in
+    convolutional neural networks", the remedy they found best): every class grows to the largest class's count
+    n_max. A class of n_c images repeats each of them floor(n_max / n_c) times in all, and n_max mod n_c of them
+    (drawn with the data seed) once more; masks repeat with their images.
+
+    Shape: (N, ...) -> (C * n_max, ...) for C classes present; the first N samples are the original ones, in
+    their order. Classes without a training image stay empty.
+    """
+    y = train.y.cpu().numpy()
+    counts = np.bincount(y, minlength=train.n_classes)
+    n_max = int(counts.max())
+    rng = np.random.default_rng([seed, _OVERSAMPLE_KEY])
+    extra = []
+    for c in range(train.n_classes):
+        members = np.flatnonzero(y == c)
+        if not len(members):
+            continue
+        repeats, rest = divmod(n_max, len(members))
+        extra += [np.tile(members, repeats - 1), rng.permutation(members)[:rest]]
+    index = np.concatenate([np.arange(len(y)), *extra])
+    return train.subset(index, train.name)
+
+
+def _transform_training_masks(splits: Splits, options: MaskOptions, seed: int) -> Splits:
     if options.mask_transform == "none":
         return splits
     train = splits.train
