@@ -161,3 +161,42 @@ def test_reliance_gets_its_own_paired_difference_and_verdict():
     row = next(line for line in text.splitlines() if "| two_stage |" in line)
     rel = [cell.strip() for cell in row.strip().strip("|").split("|")][7]
     assert rel.startswith("+0.315 (-0.615 [") and rel.endswith("]: helps)")  # relies less on the shortcut
+
+
+def test_helps_because_of_the_masks_needs_every_placebo_beaten():
+    """docs/verdicts.md, "placebo": helps against standard and against both placebos, or the note says which
+    placebo it did not beat."""
+    parts = {**PARTS, "r=1, moved": {"point": "r=1", "variant": "moved"},
+             "r=1, shuffled": {"point": "r=1", "variant": "shuffled"}}
+    spec = {**SPEC, "setting_parts": parts, "paper": {}, "placebos": {"moved": "square", "shuffled": "square"},
+            "primary": "test/acc"}
+    lower = [0.50, 0.52, 0.54, 0.56, 0.58]
+    noise = [0.004, -0.004, 0.002, -0.002, 0.0]
+    values = {("r=1, paper", "standard"): lower, ("r=1, clean", "standard"): [v + 0.3 for v in lower],
+              ("r=1, square", "rrr"): [v + 0.2 + d for v, d in zip(lower, noise)],           # helps
+              ("r=1, moved", "rrr"): [v + 0.05 + d for v, d in zip(lower, noise[::-1])],     # true beats it by 0.15
+              ("r=1, shuffled", "rrr"): [v + 0.2 + d for v, d in zip(lower, noise[1:] + noise[:1])]}  # as good
+    text = verdict_section({"preset": "full", "specs": {"e": spec}}, runs(values))
+    rrr = next(line for line in text.splitlines() if "| square | rrr |" in line)
+    assert verdict_of(rrr) == "helps; not shown to come from the masks' information (against shuffled: equivalent)"
+    values[("r=1, shuffled", "rrr")] = values[("r=1, moved", "rrr")]  # now both placebos fall short of the masks
+    text = verdict_section({"preset": "full", "specs": {"e": spec}}, runs(values))
+    rrr = next(line for line in text.splitlines() if "| square | rrr |" in line)
+    assert verdict_of(rrr) == "helps; helps because of the masks (beats 2 placebos)"
+
+
+def test_other_protocols_say_where_train_like_decided_otherwise():
+    """An oracle "helps" beside a train_like "protocol uninformative": the effect exists, no practitioner could
+    have chosen it."""
+    table = runs({("r=1, paper", "standard"): [0.50, 0.52, 0.54, 0.56, 0.58],
+                  ("r=1, clean", "standard"): [0.80, 0.82, 0.84, 0.86, 0.88],
+                  ("r=1, paper", "two_stage"): [0.65, 0.66, 0.70, 0.70, 0.74]}, protocols=("train_like", "oracle"))
+    table.loc[table["method"] == "two_stage", "train_like:all_tied"] = 1.0
+    text = verdict_section({"preset": "full", "specs": {"e": SPEC}}, table)
+    rows = [line for line in text.splitlines() if "| two_stage |" in line]
+    assert verdict_of(rows[0]) == "protocol uninformative"
+    assert verdict_of(rows[1]) == "helps; train_like: protocol uninformative"
+    table["train_like:all_tied"] = 0.0  # the same verdict under both: no note
+    rows = [line for line in verdict_section({"preset": "full", "specs": {"e": SPEC}}, table).splitlines()
+            if "| two_stage |" in line]
+    assert verdict_of(rows[1]) == "helps"

@@ -36,6 +36,8 @@ def verdict_section(manifest: Mapping[str, Any], runs: pd.DataFrame) -> str:
         decide([row.comparison for b in blocks if b.protocol == protocol for row in b.placebo_rows])  # own family
         decide([c for b in blocks if b.protocol == protocol for c in b.reliance])  # and reliance its own
         _positive_controls([b for b in blocks if b.protocol == protocol])
+        _mask_information([b for b in blocks if b.protocol == protocol])
+    _against_train_like(blocks)
     preset = manifest["preset"]
     sizes = ", ".join(f"{len(cs)} under `{p}`" for p, cs in family.items() if cs)
     head = ["## Verdicts", "",
@@ -225,6 +227,39 @@ def _positive_controls(blocks: list[_Block]) -> None:
                 c = row.comparison
                 if row.point == point and (c.verdict == "equivalent" or c.verdict.startswith("inconclusive")):
                     c.notes.append("no positive control worked")
+
+
+def _mask_information(blocks: list[_Block]) -> None:
+    """docs/verdicts.md, "placebo": a method "helps because of the masks" only if it helps against the lower bound
+    and against every placebo the spec pairs with its variant (both, where there are two). Notes on the rows that
+    help: "helps because of the masks (N placebos)", or which placebo verdict falls short."""
+    for block in blocks:
+        for row in block.rows:
+            if row.comparison.verdict != "helps":
+                continue
+            checks = [p for p in block.placebo_rows
+                      if p.point == row.point and p.true == row.variant and p.method == row.method]
+            if not checks:
+                continue
+            short = [f"{p.placebo}: {p.comparison.verdict}" for p in checks if p.comparison.verdict != "helps"]
+            row.comparison.notes.append(
+                f"helps because of the masks (beats {len(checks)} placebo{'s' if len(checks) > 1 else ''})"
+                if not short else "not shown to come from the masks' information (against " + "; ".join(short) + ")")
+
+
+def _against_train_like(blocks: list[_Block]) -> None:
+    """On the rows of the other protocols, the note "train_like: V" where the verdict under ``train_like`` (what a
+    practitioner can select) differs: an ``oracle`` "helps" beside a ``train_like`` "protocol uninformative" says
+    the effect exists but no practitioner could have chosen it."""
+    verdicts = {(b.name, row.point, row.variant, row.method): row.comparison.verdict
+                for b in blocks if b.protocol == "train_like" for row in b.rows}
+    for block in blocks:
+        if block.protocol == "train_like":
+            continue
+        for row in block.rows:
+            theirs = verdicts.get((block.name, row.point, row.variant, row.method))
+            if theirs is not None and theirs.split(" (")[0] != row.comparison.verdict.split(" (")[0]:
+                row.comparison.notes.append(f"train_like: {theirs}")
 
 
 def _candidates_tied(search: list[dict], experiment: str, setting: str, method: str, protocol: str) -> bool:
