@@ -111,3 +111,15 @@ def test_a_folder_without_specs_is_not_a_collection(tmp_path, monkeypatch):
     assert experiments_dir("benchmarks").parent.name == "experiments"
     with pytest.raises(ConfigError, match="no experiment specs"):
         load_specs(tmp_path / "benchmarks")
+
+
+@pytest.mark.parametrize("collection", ["paper", "benchmarks", "ph2", "ablations"])
+def test_every_method_gets_as_many_candidates_at_the_full_preset(collection):
+    """issue 14, item 2: a method with more hyperparameter candidates gets more tries at the validation split; at
+    the full preset every method of a setting has the same number (three; one where nothing is tuned)."""
+    from explearn.reproduce import search_candidates
+
+    for spec in load_specs(experiments_dir(collection), "full"):
+        for setting in spec.settings:
+            counts = {m: len(search_candidates(spec, setting, m)) for m in spec.methods_for(setting)}
+            assert len(set(counts.values())) == 1, (spec.name, setting.label, counts)
