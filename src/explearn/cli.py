@@ -343,7 +343,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from explearn.checkpoint import is_checkpoint, save_result
-    from explearn.datasets import load_folder
+    from explearn.datasets import load
     from explearn.outputs import check_output_file
     from explearn.train import _device, train
 
@@ -362,7 +362,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     _device(args.device)
     check_output_file(args.out, "--out", ours=is_checkpoint, what="an explearn checkpoint",
                       inputs=[Path(args.data_dir) / "labels.csv"])
-    data = load_folder(args.data_dir, seed=args.data_seed, **options)
+    data = load("folder", seed=args.data_seed, root=args.data_dir, **options)  # with the options of every dataset
     model, spec, model_name = args.model, None, args.model
     if args.backbone:
         import torch

@@ -42,7 +42,8 @@ def fields_help(cls: type) -> list[tuple[str, str, Any, str]]:
     ]
 
 
-def from_dict(cls: type[T], values: Mapping[str, Any] | None, where: str) -> T:
+def from_dict(cls: type[T], values: Mapping[str, Any] | None, where: str,
+              elsewhere: Mapping[str, str] | None = None) -> T:
     """Build the settings dataclass ``cls`` from ``values``, checking keys and types.
 
     Strings are parsed into the field's type, so ``{"lr": "0.01"}`` (from the command line) works.
@@ -51,6 +52,7 @@ def from_dict(cls: type[T], values: Mapping[str, Any] | None, where: str) -> T:
         cls: a dataclass whose fields all have defaults.
         values: the user's settings; missing keys keep their defaults.
         where: what these settings belong to, for messages ("method 'two_stage'").
+        elsewhere: keys that belong to another group of settings -> where they go (said instead of a guess).
 
     Raises:
         ConfigError: an unknown key (with the closest known names), a wrong type, an invalid choice, or a float that
@@ -62,6 +64,9 @@ def from_dict(cls: type[T], values: Mapping[str, Any] | None, where: str) -> T:
     if unknown:
         msgs = []
         for key in unknown:
+            if elsewhere and key in elsewhere:
+                msgs.append(f"{key!r} ({elsewhere[key]})")
+                continue
             close = difflib.get_close_matches(key, known, n=2, cutoff=0.5)
             hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
             msgs.append(f"{key!r}{hint}")

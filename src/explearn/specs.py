@@ -416,6 +416,11 @@ def _settings(raw: Mapping[str, Any], where: str) -> tuple[tuple[Setting, ...], 
     if raw.get("registered"):
         variants += registered_variants(raw["registered"], variants, where)
     variants = variants or [{}]
+    for scenario in scenarios:  # the grid would silently replace the scenario's value
+        own = set(_flatten({k: scenario[k] for k in ("hp", "model") if k in scenario})) | set(scenario.get("data", {}))
+        clash = sorted(own & set(grid))
+        check(not clash, where, f"scenario {scenario.get('label', '')!r} sets {', '.join(clash)}, which the grid "
+              "varies, so the scenario's value would never be used; set it in one place")
     settings = []
     rewrites: dict[tuple[str, str], set[str]] = {}  # (kind of label part, as written) -> as shown
     for scenario, point, variant in itertools.product(scenarios, points, variants):
@@ -441,11 +446,14 @@ def _settings(raw: Mapping[str, Any], where: str) -> tuple[tuple[Setting, ...], 
         # keeps the grid value as the name of its cell, as written; its own label states the value its runs use
         overridden = set(_flatten({k: variant[k] for k in ("hp", "model") if k in variant})) | set(variant.get("data", {}))
         for key in sorted(overridden & set(point)):
-            stated = {m.group(2) for m in map(_STATED.match, str(variant.get("label", "")).split(",")) if m}
-            check(key in stated, where, f"variant {variant.get('label', '')!r} sets the grid key {key!r} (to "
-                  f"{_format(values[key])}), so its label must state the value its runs use, e.g. "
-                  f"'{key}={_format(values[key])} ({variant.get('label', 'variant')})'; the grid value "
-                  f"'{key}={_format(point[key])}' only names the cell")
+            bare = key.rpartition(".")[2]  # "lr_ratio" states hp.lr_ratio, as everywhere in labels
+            stated = {m.group(2).rpartition(".")[2]
+                      for m in map(_STATED.match, str(variant.get("label", "")).split(",")) if m}
+            check(bare in stated, where, f"variant {variant.get('label', '')!r} sets the grid key {key!r} (to "
+                  f"{_format(values[key])}), so its label must name it with the value its runs use, as a part "
+                  f"'{bare}={_format(values[key])}' (words may follow in parentheses: "
+                  f"'{bare}={_format(values[key])} (upper bound)'); the grid value '{key}={_format(point[key])}' "
+                  "only names the cell")
         parts = ([shown("scenario label", scenario["label"])] if "label" in scenario else []) + [
             f"{k}={_format(v)}" if k in overridden else shown("grid value", f"{k}={_format(v)}")
             for k, v in point.items()]
@@ -465,9 +473,10 @@ def _settings(raw: Mapping[str, Any], where: str) -> tuple[tuple[Setting, ...], 
 
 # --- labels that say what ran -------------------------------------------------------------------------------------
 
-#: a part of a setting label that states an option's value: "n_train=500", "hp.lr_ratio = 0.1", "mapping=conv1x1",
-#: "n_train=5000 (upper bound)" (a comment in parentheses after a space is kept as written)
-_STATED = re.compile(r"^(\s*)([A-Za-z_][\w.]*)(\s*=\s*)(\S.*?)(\s+\([^()]*\))?(\s*)$")
+#: a part of a setting label that states an option's value: "n_train=500", "hp.lr_ratio = 0.1", "mapping=conv1x1";
+#: the value is the first token without spaces or parentheses, and what follows it ("n_train=5000 (upper bound)")
+#: is kept as written
+_STATED = re.compile(r"^(\s*)([A-Za-z_][\w.]*)(\s*=\s*)([^\s()]+)(.*)$")
 
 
 def _true_label(text: str, in_use: Callable[[str], dict[str, Any]], where: str) -> str:
@@ -476,8 +485,9 @@ def _true_label(text: str, in_use: Callable[[str], dict[str, Any]], where: str) 
 
     Labels are written by hand, once for every preset, and a preset may change an option a label names (the
     ``smoke`` preset trains on 32 samples where a label says ``n_train=500``); the label is what the report shows,
-    so it follows the runs. Other parts ("small data", "9:1", "eta2 = 10 eta1") are left as written, and so is a
-    comment in parentheses after the value ("n_train=5000 (upper bound)").
+    so it follows the runs. Other parts ("small data", "9:1", "eta2 = 10 eta1") are left as written, and so is
+    whatever follows the value, which is the first token without spaces or parentheses ("n_train=5000 (upper
+    bound)" rewrites only "5000").
 
     Raises:
         ConfigError: the part names an option that the search chooses, or that the setting's methods use with
@@ -492,7 +502,7 @@ def _true_label(text: str, in_use: Callable[[str], dict[str, Any]], where: str) 
             check(len(distinct) == 1, where, f"label part {part.strip()!r} cannot be true for every run of its "
                   f"setting: {match.group(2)} is " + ", ".join(f"{_format(v)} ({who})" for who, v in used.items())
                   + "; leave it out of the label or give every method the same value")
-            part = f"{match.group(1)}{match.group(2)}{match.group(3)}{distinct[0]}{match.group(5) or ''}{match.group(6)}"
+            part = f"{match.group(1)}{match.group(2)}{match.group(3)}{distinct[0]}{match.group(5)}"
         out.append(part)
     return ",".join(out)
 
@@ -521,6 +531,7 @@ def _options_in_use(raw: Mapping[str, Any], data: Mapping[str, Any], hp: Mapping
         ConfigError: the key names a hyperparameter the search chooses among several values.
     """
     tables: dict[str, tuple[str, dict[str, Any], set[str]]] = {}  # owner -> (kind, values, searched keys)
+    ignored: dict[str, str] = {}  # dataset options the other options make void -> why
     built: list[bool] = []
 
     def build() -> None:
@@ -539,8 +550,10 @@ def _options_in_use(raw: Mapping[str, Any], data: Mapping[str, Any], hp: Mapping
             return registry.get(name) if isinstance(name, str) and name in registry else None
 
         if find(DATASETS, raw.get("dataset")):
-            options = {**defaults(DATASETS.get(raw["dataset"])[1]), **defaults(MaskOptions), **raw["data"], **data}
+            cls = DATASETS.get(raw["dataset"])[1]
+            options = {**defaults(cls), **defaults(MaskOptions), **raw["data"], **data}
             tables["data"] = ("data", options, set())
+            ignored.update(cls.ignored_options(options) if hasattr(cls, "ignored_options") else {})
         if find(MODELS, raw["model"]):
             tables["model"] = ("model", {**defaults(MODELS.get(raw["model"])[1]), **raw["model_options"], **model},
                                set())
@@ -565,6 +578,8 @@ def _options_in_use(raw: Mapping[str, Any], data: Mapping[str, Any], hp: Mapping
             build()
             built.append(True)
         space, _, name = key.rpartition(".")
+        check(not (space in ("", "data") and name in ignored), where,
+              f"a label names {key}, which the setting's runs ignore ({ignored.get(name)}); leave it out of the label")
         found = {}
         for owner, (kind, values, searched) in tables.items():
             if name in values and space in ("", kind):

@@ -167,7 +167,7 @@ def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Ma
               for name, ds in data.eval_splits().items()}
     batches_per_epoch = len(batch_bounds(len(data.train), cfg.batch_size))
     algo: Method = method_cls(net, hp, batches_per_epoch)
-    minority = minority_class(data.train.class_counts())
+    minority = minority_class(data.drawn_class_counts())  # as drawn: oversampling balances the counts
 
     fit = _fit(algo, splits, cfg, minority, quiet)
     shortcut = data.info.get("shortcut_splits")

@@ -50,3 +50,35 @@ def test_the_option_on_a_dataset_and_its_run_identity():
     assert datasets.normalize_options("triangles", {"resample": "oversample"})["resample"] == "oversample"
     with pytest.raises(ConfigError, match="resample"):
         datasets.load("triangles", seed=0, n_train=40, resample="undersample")
+
+
+def test_the_minority_class_is_the_one_drawn_smallest():
+    """newcomer finding: after oversampling every class is equal, yet minority_acc is about the class that was
+    drawn smallest (the option records the drawn counts)."""
+    from explearn.train import train
+
+    data = datasets.load("triangles", seed=0, n_train=40, train_per_class=[30, 10], n_val=10, n_test=20,
+                         image_size=16, resample="oversample")
+    assert data.drawn_class_counts() == [30, 10] and data.train.class_counts() == [30, 30]
+    result = train(data, "standard", seed=0, epochs=1, quiet=True)
+    assert result.metrics["test/minority_acc"] == result.metrics["test/acc_class1"]
+
+
+def test_fit_takes_the_options_of_every_dataset(tmp_path, capsys):
+    """newcomer finding: `explearn fit DIR --data resample=oversample` was refused (it read the folder with the
+    folder's own options only); the dataset's own function names where the option goes."""
+    from explearn.checkpoint import load_checkpoint
+    from explearn.cli import main
+    from tests.field.image_folders import make_folder, write_csv
+
+    root = make_folder(tmp_path / "f", n=12, split=False)
+    write_csv(root, [{"image": f"img{k}", "label": "b" if k in (1, 3, 5) else "a"} for k in range(12)])  # 9 : 3
+    out = tmp_path / "m.pt"
+    assert main(["fit", str(root), "--data", "resample=oversample", "--epochs", "1", "--out", str(out)]) == 0
+    drawn = datasets.load("folder", seed=0, root=str(root)).train.class_counts()
+    assert drawn[0] > drawn[1]
+    assert f"'train': {2 * drawn[0]}," in capsys.readouterr().out  # the training split fit used, oversampled
+    assert "test/minority_acc" in load_checkpoint(out).metrics  # the class drawn smallest, b
+    with pytest.raises(ConfigError, match=r"'resample' \(an option of every dataset loaded by name: "
+                                          r"datasets.load\(NAME, ...\)"):
+        datasets.load_folder(root, seed=0, resample="oversample")

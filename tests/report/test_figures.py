@@ -33,6 +33,7 @@ def test_accuracy_vs_size_draws_the_reference_lines_and_the_upper_bound_once():
     assert list(lines["standard"].get_xdata()) == [50, 500]  # the upper bound's 5000 is no point of the line
     assert list(lines["two_stage"].get_ydata()) == [0.62, 0.80]
     assert list(lines["standard, n_train=5000 (upper bound)"].get_ydata()) == [0.95, 0.95]  # a horizontal line
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["50", "500"]  # ticks at the sizes trained
     band = [p for p in ax.patches if p.get_alpha() == 0.12]
     assert len(band) == 1 and band[0].get_y() == pytest.approx(0.93) and round(band[0].get_height(), 9) == 0.04
 

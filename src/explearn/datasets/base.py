@@ -174,6 +174,11 @@ class Splits:
     def input_shape(self) -> tuple[int, int, int]:
         return self.train.input_shape
 
+    def drawn_class_counts(self) -> list[int]:
+        """Training samples per class as drawn, before any resampling (the data option ``resample`` records them in
+        ``info["drawn_class_counts"]``): what makes a class the minority class of ``minority_acc``."""
+        return list(self.info.get("drawn_class_counts") or self.train.class_counts())
+
 
 def _check_training_classes(train: ExplanationDataset) -> None:
     """Every class in [0, n_classes) needs a training sample. When n_classes was inferred as max(y) + 1, a missing

@@ -26,6 +26,7 @@ import torch
 
 from explearn.config import from_dict, to_dict
 from explearn.datasets.base import ExplanationDataset, Splits
+from explearn.datasets.masks import SHARED_OPTIONS
 from explearn.datasets.mnist import (
     MNIST, MNISTSplitOptions, digit_mask, first_masked, load_mnist, scaled, split_indices,
 )
@@ -72,7 +73,7 @@ def color_mnist(n_train: int | None = None, seed: int = 0, **options) -> Splits:
     Raises:
         DataError: the MNIST files are missing or corrupt (see ``load_mnist``).
     """
-    opts = from_dict(ColorMNISTOptions, {"n_train": n_train, **options}, "dataset 'color_mnist'")
+    opts = from_dict(ColorMNISTOptions, {"n_train": n_train, **options}, "dataset 'color_mnist'", SHARED_OPTIONS)
     mnist = load_mnist(opts.data_dir)
     splits = {}
     for split in SPLITS:

@@ -27,6 +27,7 @@ import torch
 
 from explearn.config import from_dict, setting, to_dict
 from explearn.datasets.base import ExplanationDataset, Splits
+from explearn.datasets.masks import SHARED_OPTIONS
 from explearn.datasets.mnist import (
     MNIST, N_TEST_FILE, N_TRAIN_FILE, MNISTSplitOptions, digit_mask, first_masked, load_mnist, scaled,
     split_indices,
@@ -80,7 +81,7 @@ def decoy_mnist(n_train: int | None = None, seed: int = 0, **options) -> Splits:
     Raises:
         DataError: the MNIST files are missing or corrupt (see ``load_mnist``).
     """
-    opts = from_dict(DecoyMNISTOptions, {"n_train": n_train, **options}, "dataset 'decoy_mnist'")
+    opts = from_dict(DecoyMNISTOptions, {"n_train": n_train, **options}, "dataset 'decoy_mnist'", SHARED_OPTIONS)
     mnist = load_mnist(opts.data_dir)
     splits = {}
     for split in SPLIT_CODES:

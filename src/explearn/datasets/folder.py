@@ -35,6 +35,7 @@ from explearn.datasets.images import (IMAGE_EXTENSIONS, MAX_STRETCH, Preprocess,
                                       open_image, orientation_note, read_mask, walk_images)
 from explearn.datasets.labels_csv import (case_twin, class_order, clean_label, label_key, label_variants,
                                           names_list, nfc, option_hint, read_labels_csv)
+from explearn.datasets.masks import SHARED_OPTIONS
 from explearn.datasets.parts import (
     SPLITS, FolderData, keep_masks, make_info, normalized, split_indices, split_problems, split_warnings, subset,
     to_splits,
@@ -169,7 +170,7 @@ def load_folder(root: str | Path, seed: int = 0, **options: Any) -> Splits:
     Warns:
         FolderWarning: every warning, in one message (``inspect_folder`` lists them).
     """
-    opts = from_dict(FolderOptions, {**options, "root": str(root)}, "dataset 'folder'")
+    opts = from_dict(FolderOptions, {**options, "root": str(root)}, "dataset 'folder'", SHARED_OPTIONS)
     check_seed(seed, "dataset 'folder': seed")
     scan = _scan(opts)
     index, problems, split_notes = _split(scan, seed, opts)
@@ -208,7 +209,7 @@ def inspect_folder(root: str | Path, seed: int = 0, **options: Any) -> FolderRep
     Raises:
         ConfigError: an invalid option (checked before the files).
     """
-    opts = from_dict(FolderOptions, {**options, "root": str(root)}, "dataset 'folder'")
+    opts = from_dict(FolderOptions, {**options, "root": str(root)}, "dataset 'folder'", SHARED_OPTIONS)
     scan = _scan(opts)
     _, problems, split_notes = _split(scan, seed, opts)
     return FolderReport(problems, scan.notes.warnings() + split_notes, dict(scan.notes.rules))

@@ -95,7 +95,8 @@ def apply_to_training(splits: Splits, options: MaskOptions, seed: int) -> Splits
     splits = _transform_training_masks(splits, options, seed)
     if options.resample == "oversample":
         train = oversample(splits.train, seed)
-        splits = dataclasses.replace(splits, train=train, info={**splits.info, "resample": "oversample"})
+        splits = dataclasses.replace(splits, train=train, info={**splits.info, "resample": "oversample",
+                                                                "drawn_class_counts": splits.train.class_counts()})
     return splits
 
 
@@ -125,6 +126,13 @@ def oversample(train: ExplanationDataset, seed: int) -> ExplanationDataset:
         extra += [np.tile(members, repeats - 1), rng.permutation(members)[:rest]]
     index = np.concatenate([np.arange(len(y)), *extra])
     return train.subset(index, train.name)
+
+
+#: the options of ``MaskOptions``, which every dataset takes when loaded by name, said to whoever passes one to a
+#: dataset's own function (``datasets.triangles``, ``load_folder``), which builds the data as drawn
+SHARED_OPTIONS = {name: "an option of every dataset loaded by name: datasets.load(NAME, ...), a spec's data, "
+                        "--data of explearn train and fit; the dataset's own function draws the data as they are"
+                  for name in ("mask_transform", "mask_param", "resample")}
 
 
 def _transform_training_masks(splits: Splits, options: MaskOptions, seed: int) -> Splits:

@@ -33,6 +33,7 @@ import torch
 from explearn.config import check, from_dict, setting, to_dict
 from explearn.datasets.base import Splits
 from explearn.datasets.folder import FolderOptions, read_folder
+from explearn.datasets.masks import SHARED_OPTIONS
 from explearn.datasets.parts import Part, keep_masks, make_info, normalized, split_indices, subset, to_splits
 from explearn.datasets.mnist import ENV_VAR
 from explearn.errors import DataError
@@ -66,7 +67,8 @@ class PH2Options:
     val_fraction: float = setting(0.2, "share of each class for validation")
     test_fraction: float = setting(0.3, "share of each class for testing")
     mask_fraction: float = setting(1.0, "share of the training images whose masks are used (seeded)")
-    marker: bool = setting(False, "paint a spurious marker disk on training images of marker_class")
+    marker: bool = setting(False, "paint a spurious marker disk on training and validation images of marker_class "
+                                  "(val_oracle: the validation images clean)")
     marker_class: int = setting(1, "class whose training images get the marker (1 = melanoma in the binary tasks)")
     marker_rate: float = setting(1.0, "share of marker_class's training images that get the marker")
     marker_size: float = setting(0.18, "diameter of the marker disk, as a share of the image height")
@@ -120,7 +122,7 @@ def ph2(seed: int = 0, **options) -> Splits:
     Raises:
         DataError: the folder is missing or its files have problems.
     """
-    opts = from_dict(PH2Options, options, "dataset 'ph2'")
+    opts = from_dict(PH2Options, options, "dataset 'ph2'", SHARED_OPTIONS)
     folder = FolderOptions(root=str(ph2_dir(opts.data_dir)), label_column="label_name", classes=DIAGNOSES,
                            image_size=opts.image_size, fit=opts.fit, normalize=opts.normalize)
     data = read_folder(folder)

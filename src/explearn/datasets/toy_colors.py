@@ -32,6 +32,7 @@ import torch
 
 from explearn.config import check, from_dict, setting, to_dict
 from explearn.datasets.base import ExplanationDataset, Splits
+from explearn.datasets.masks import SHARED_OPTIONS
 
 SIZE = 5
 #: the four colours of the original (red, green, blue, violet), uint8 RGB; images hold indices into this table
@@ -74,7 +75,7 @@ def toy_colors(n_train: int = 2000, seed: int = 0, **options) -> Splits:
         Splits with x (N, 3, 5, 5) in [0, 1], y (N,) in {0, 1}, mask and wrong_mask (N, 1, 5, 5) binary, the same
         pixels for every image. Only the training split follows ``mask_fraction``.
     """
-    opts = from_dict(ToyColorsOptions, {"n_train": n_train, **options}, "dataset 'toy_colors'")
+    opts = from_dict(ToyColorsOptions, {"n_train": n_train, **options}, "dataset 'toy_colors'", SHARED_OPTIONS)
     right, wrong = rule_mask(opts.rule), rule_mask(3 - opts.rule)
     sizes = {"train": opts.n_train, "val": opts.n_val}
     splits = {}

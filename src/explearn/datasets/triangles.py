@@ -33,6 +33,7 @@ import torch
 
 from explearn.config import check, setting
 from explearn.datasets.base import ExplanationDataset, Splits, check_memory
+from explearn.datasets.masks import SHARED_OPTIONS
 
 #: the random stream of each split; test_aligned and test_swapped redraw the test images (code 2) with a square
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "test_spurious": 3, "val_oracle": 4, "test_aligned": 2,
@@ -98,6 +99,11 @@ class TriangleOptions:
         check(self.n_val_oracle == 0 or self.n_val_oracle >= self.n_classes, where,
               f"n_val_oracle must be 0 or at least n_classes, got {self.n_val_oracle}")
 
+    @staticmethod
+    def ignored_options(values: dict) -> dict[str, str]:
+        """Options that the others make void -> why (a setting label must not state them)."""
+        return {"n_train": "train_per_class is set"} if values.get("train_per_class") else {}
+
     def class_counts(self, split: str) -> list[int]:
         """Samples per class in ``split``."""
         k = self.n_classes
@@ -128,7 +134,7 @@ def triangles(n_train: int = 500, seed: int = 0, **options) -> Splits:
     """
     from explearn.config import from_dict, to_dict
 
-    opts = from_dict(TriangleOptions, {"n_train": n_train, **options}, "dataset 'triangles'")
+    opts = from_dict(TriangleOptions, {"n_train": n_train, **options}, "dataset 'triangles'", SHARED_OPTIONS)
     names = split_names(opts)
     n = sum(sum(opts.class_counts(s)) for s in names)
     # images, masks (right and wrong) and the rendering's working copies

@@ -66,6 +66,9 @@ def accuracy_vs_size(results: Results, stats: pd.DataFrame, experiment: str, spe
         if np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"]):
             ax.axhspan(r["ci_low"], r["ci_high"], color="grey", alpha=0.12)
     ax.set_xscale("log")
+    ticks = sorted(sel["n_train"].unique())
+    ax.set_xticks(ticks, [f"{int(n)}" for n in ticks])  # the sizes trained, not the log scale's own ticks
+    ax.minorticks_off()
     ax.set_xlabel("training samples")
     ax.set_ylabel(metric)
     ax.set_title(spec.get("title", experiment))

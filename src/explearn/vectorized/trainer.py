@@ -170,7 +170,7 @@ def _train_together(data_list: list[Splits], cfgs: list[TrainConfig], dev: torch
         raise ConfigError(f"train_many: model {cfg0.model!r} cannot be vectorised: {problem}")
     n = len(cfgs)
     stepper = STACKED_METHODS.get(cfg0.method)(stack_models([a.model for a in algos], dev), hp, batches_per_epoch, n)
-    minority = [minority_class(d.train.class_counts()) for d in data_list]
+    minority = [minority_class(d.drawn_class_counts()) for d in data_list]
 
     fit = _Fit(stepper, distinct, which, [cfg.seed for cfg in cfgs], dev, cfg0, minority)
     histories, best_epochs, best, train_s, fit_s = fit.run(quiet)
