@@ -102,8 +102,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="train on a folder of images with labels and masks; save a checkpoint",
                        description="Train one method on a folder dataset (DATA_DIR/labels.csv, images/, masks/; see "
-                                   "the README, 'Your own images'), select the epoch on the validation split and save "
-                                   "a checkpoint holding the weights, the config, the class names and the "
+                                   "docs/user-guide.md, 'Your own images'), select the epoch on the validation split "
+                                   "and save a checkpoint holding the weights, the config, the class names and the "
                                    "preprocessing. Every problem in the folder is reported before training starts.")
     p.add_argument("data_dir", type=_path, metavar="DATA_DIR", help="the dataset folder")
     p.add_argument("--method", default="two_stage", help="registered method (explearn list methods; default two_stage)")
@@ -219,7 +219,7 @@ def _threads_argument(p: argparse.ArgumentParser) -> None:
     applies it before the command runs (``explearn.threads``)."""
     p.add_argument("--threads", default=None, metavar="N|auto",
                    help="torch threads: auto (default; also $EXPLEARN_THREADS) uses the cores other processes leave "
-                        "free when the command starts, N uses N (README, 'Threads')")
+                        "free when the command starts, N uses N (docs/performance.md, 'Threads')")
 
 
 def _training_options(args: argparse.Namespace) -> dict:
@@ -334,7 +334,7 @@ def _print_protocols(protocols: dict) -> None:
         if (p["tied_epochs"] or 0) > 1:
             text += f" ({p['tied_epochs']} epochs tied)"
         parts.append(text)
-    print("  selection protocols (README, 'Selection protocols'; oracle is an upper bound):")
+    print("  selection protocols (docs/design.md, 'Selection protocols'; oracle is an upper bound):")
     for text in parts:
         print(f"    {text}")
 

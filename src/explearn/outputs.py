@@ -1,8 +1,8 @@
 """Where a command may write, checked before any work: no explearn command writes over one of its inputs or over
 a file it did not make, and none trains for minutes and then finds that it cannot save.
 
-The rules (README, "From the shell"): the destination's folder is created, a probe file is created and deleted in
-it, and the folders the probe created are removed again (the command creates them when it writes, so one that fails
+The rules (docs/user-guide.md, "From the shell"): the destination's folder is created, a probe file is created and
+deleted in it, and the folders the probe created are removed again (the command creates them when it writes, so one that fails
 leaves nothing behind); an output path that is (or, through a link, resolves to) an input is refused; an existing
 file at an output path is replaced only when it is what the same command writes (``ours``), anything else is an
 error asking to remove it or to choose another name; an output folder must not be or hold a folder the inputs are

@@ -280,7 +280,7 @@ MANIFEST_KEYS = ("collection", "preset", "specs", "entries")
 
 
 def check_out(out: Path, folder: Path, specs: list[ExperimentSpec], option: str = "out") -> None:
-    """Check that ``reproduce`` may write its report(s) and runs into ``out`` (README, "From the shell").
+    """Check that ``reproduce`` may write its report(s) and runs into ``out`` (docs/user-guide.md, "From the shell").
 
     ``out`` must neither be, hold nor lie inside the collection's folder ``folder``; ``out`` and each report
     folder of ``specs`` in it (``out/<spec name>`` for specs reported apart) must be new, empty, or a folder that

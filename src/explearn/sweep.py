@@ -394,7 +394,7 @@ GROUP_RUNS = 8
 def vectorized_key(run: RunSpec) -> str | None:
     """What runs trained together share (everything but the run and data seeds), or None when ``run`` is not worth
     vectorising: its method or model has no vectorised form, or (on a CPU without CUDA) its model convolves, where
-    stacking models is no faster than training them one by one (README, "Speed and scale")."""
+    stacking models is no faster than training them one by one (docs/performance.md, "Speed and scale")."""
     if not _worth_stacking(run.method, run.model, json.dumps(dict(run.model_options), sort_keys=True),
                            json.dumps(dict(run.hparams), sort_keys=True)):
         return None

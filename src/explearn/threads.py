@@ -1,6 +1,6 @@
 """How many torch threads a single-process command uses (``train``, ``fit``, ``predict``, ``explain``, ``bench``).
 
-Measured on the 2-core machine (issue 13; ``python benchmarks/threads.py``, README "Threads"): a standard epoch
+Measured on the 2-core machine (issue 13; ``python benchmarks/threads.py``, docs/performance.md, "Threads"): a standard epoch
 took 0.70x its one-thread time with 2 threads on an idle machine, but 1.7-2.6x its one-thread time with 2 threads
 while another process kept one core busy (and 14.5x when the other process was a second torch process with 2
 threads of its own); OpenMP's passive wait policy did not help (2 threads then took 1.13x the one-thread time even

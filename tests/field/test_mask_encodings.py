@@ -401,7 +401,7 @@ def test_mask_data_that_is_not_png_is_a_problem(tmp_path, fmt, why):
 
 def test_mostly_reason_masks_are_a_warning(tmp_path):
     """Issue 12 item 10: an inverted mask (white background, black object) is mostly reason. Threshold 0.99:
-    the largest PH2 lesion mask covers 98.3 % of its image (README), so a 98 % mask is fine."""
+    the largest PH2 lesion mask covers 98.3 % of its image (docs/user-guide.md), so a 98 % mask is fine."""
     root = make_folder(tmp_path / "d")
     inverted = np.full((16, 16), 255, np.uint8)
     inverted[7:9, 7] = 0  # 2 of 256 pixels: mean 254 / 256 = 0.9921875

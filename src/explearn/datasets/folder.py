@@ -13,7 +13,7 @@ stratified by class, seeded by the data seed. Every problem with the files (a la
 without a label, a mask of the wrong size, a corrupt file, an unknown label, ...) is collected before anything
 is trained and reported in one ``DataError``; ``check_folder`` returns the same list without raising. What looks
 wrong but can be read by a documented rule (an empty mask, images resized to the most common size, ...) is a
-warning: loading goes on, with one ``FolderWarning`` listing them (README: "How masks and images are read").
+warning: loading goes on, with one ``FolderWarning`` listing them (docs/user-guide.md: "How masks and images are read").
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ _SIDEWAYS = (5, 6, 7, 8)  # orientations that swap width and height
 FAINT = 0.1  # a mask none of whose values reaches this share of full scale is reported as faint
 FEW_LEVELS = 8  # a grey mask with at most this many levels may hold class indices (0, 1, 255) rather than greys
 #: a mask whose mean value is above this is reported as mostly reason (inverted?); the largest PH2 lesion mask
-#: covers 98.3 % of its image (README: "How masks and images are read")
+#: covers 98.3 % of its image (docs/user-guide.md: "How masks and images are read")
 MOSTLY_REASON = 0.99
 MAX_STRETCH = 0.10  # images whose aspect ratio is this much off the target's are not stretched to it
 
@@ -162,7 +162,7 @@ def image_array(img: Image.Image, channels: Literal["rgb", "grey"]) -> np.ndarra
 
 @dataclass(frozen=True)
 class MaskReading:
-    """A mask file's values and the rule that read them (README: "How masks and images are read").
+    """A mask file's values and the rule that read them (docs/user-guide.md: "How masks and images are read").
 
     Args:
         values: in [0, 1], at the file's own (upright) size. Shape: (H, W), float32.

@@ -1,7 +1,7 @@
 """The triangle-orientation benchmark: find the orientation of one triangle among clutter and noise.
 
 The paper's main dataset (Tao and Shokri 2025) is not published; this is explearn's own construction,
-documented in the README ("The triangle benchmark"). Each image holds one filled triangle whose orientation
+documented in docs/user-guide.md ("The triangle benchmark"). Each image holds one filled triangle whose orientation
 (apex up or down; or up/right/down/left with ``n_classes=4``) is the label, drawn over distractor shapes (disks,
 squares, line segments), then Gaussian noise. The explanation mask is exactly the triangle's pixels.
 
@@ -39,7 +39,7 @@ from explearn.datasets.masks import SHARED_OPTIONS
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "test_spurious": 3, "val_oracle": 4, "test_aligned": 2,
                "test_swapped": 2}
 #: Difficulty of the default benchmark, calibrated so that label-only training scores 0.70-0.80 at 500
-#: balanced samples (README, "Calibration").
+#: balanced samples (docs/design.md, "Calibration").
 DEFAULT_DIFFICULTY = 0.75
 
 

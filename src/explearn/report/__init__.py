@@ -103,7 +103,7 @@ def render(report_dir: str | Path, results: Results | None = None) -> Path:
 
     # every file written atomically: two launches of one sweep may render the same report at once
     evaluated = runs[runs["role"].isin(["eval", "protocol"])] if not runs.empty else runs  # role "protocol": a
-    # candidate only another selection protocol chose (README, "Selection protocols")
+    # candidate only another selection protocol chose (docs/design.md, "Selection protocols")
     for name, table in (("results.csv", evaluated), ("search.csv", search), ("aggregate.csv", stats)):
         with atomic_path(report_dir / name) as tmp:
             table.to_csv(tmp, index=False)

@@ -285,8 +285,8 @@ def protocol_table(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, diff
         return ""
     baseline = spec.get("baseline")
     d = diffs[(diffs["experiment"] == name) & (diffs["baseline"] == baseline)] if not diffs.empty else diffs
-    lines = [f"{metric} of the model each selection protocol chose from the same runs (README, 'Selection "
-             "protocols'): mean [95 % CI]" + (f"; in brackets the paired difference to `{baseline}` under the same "
+    lines = [f"{metric} of the model each selection protocol chose from the same runs (explearn's docs/design.md, "
+             "'Selection protocols'): mean [95 % CI]" + (f"; in brackets the paired difference to `{baseline}` under the same "
                                              "protocol" if baseline else "") + ". `oracle` is an upper bound no "
              "practitioner has; \\* marks runs whose epochs all tied under the protocol (it could not tell them "
              "apart).", "", "| setting | method | " + " | ".join(present) + " |", "|" + "---|" * (len(present) + 2)]
