@@ -19,7 +19,7 @@ import pytest
 
 from explearn import sweep
 from explearn.cli import main
-from explearn.cluster import ClusterError
+from explearn.errors import ClusterError
 from explearn.errors import ConfigError
 from explearn.reproduce import plan_eval, plan_search, reproduce, resolve_cluster
 from explearn.specs import load_specs

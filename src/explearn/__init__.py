@@ -1,8 +1,7 @@
 """explearn: training classifiers from labels plus explanations (Tao and Shokri, "Machine Learning from
 Explanations", arXiv 2507.04788), with baselines, benchmarks and metrics."""
 
-__version__ = "0.1.0"
-
+from explearn.version import __version__  # noqa: E402
 from explearn import datasets, explain, losses, methods, metrics, models  # noqa: E402
 from explearn.datasets import ExplanationDataset, Splits  # noqa: E402
 from explearn.errors import ConfigError, DataError  # noqa: E402

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from explearn import __version__
+from explearn.version import __version__
 from explearn.config import json_ready
 from explearn.files import atomic_path
 from explearn.errors import CheckpointError, ConfigError

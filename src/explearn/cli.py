@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="explearn",
         description="Train classifiers from labels plus explanation masks (Tao and Shokri, arXiv 2507.04788).",
     )
-    from explearn import __version__
+    from explearn.version import __version__
 
     parser.add_argument("--version", action="version", version=f"explearn {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")

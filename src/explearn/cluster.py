@@ -29,7 +29,7 @@ import uuid
 import warnings
 from typing import TYPE_CHECKING, Iterator
 
-from explearn.errors import ConfigError
+from explearn.errors import ClusterError
 from explearn.sweep import RunResult, RunSpec, execute_group, failed_runs
 
 if TYPE_CHECKING:
@@ -38,11 +38,6 @@ if TYPE_CHECKING:
 #: Seconds to wait for the scheduler, unless ``EXPLEARN_CLUSTER_TIMEOUT`` says otherwise.
 CONNECT_TIMEOUT_S = 10.0
 TIMEOUT_ENV = "EXPLEARN_CLUSTER_TIMEOUT"
-
-
-class ClusterError(ConfigError):
-    """The cluster cannot be used: ``distributed`` is missing, the scheduler cannot be reached, or its workers
-    cannot run explearn. A ``ConfigError``, so the command line reports it as a user error."""
 
 
 def connect(address: str, timeout: float | None = None):
@@ -160,7 +155,7 @@ def check_workers(client, address: str) -> None:
     Raises:
         ClusterError: a worker cannot import explearn or runs another version.
     """
-    import explearn
+    from explearn.version import __version__
 
     # the probe is a builtin, so that it reaches a worker without explearn; on_error: collect every failure
     versions = client.run(eval, "__import__('explearn').__version__", on_error="return")
@@ -168,11 +163,11 @@ def check_workers(client, address: str) -> None:
         warnings.warn(f"the Dask scheduler at {address} has no workers yet: the runs wait for one", stacklevel=3)
     # any other error (a worker dying right now, a lost connection) is for the scheduler to handle
     bad = {worker: v for worker, v in versions.items()
-           if isinstance(v, ImportError) or (isinstance(v, str) and v != explearn.__version__)}
+           if isinstance(v, ImportError) or (isinstance(v, str) and v != __version__)}
     if bad:
         worker, version = next(iter(bad.items()))
         what = (f"cannot import explearn ({type(version).__name__}: {version})" if isinstance(version, BaseException)
-                else f"runs explearn {version}, this process {explearn.__version__}")
+                else f"runs explearn {version}, this process {__version__}")
         raise ClusterError(f"{len(bad)} of the {len(versions)} workers of {address} cannot take runs, e.g. {worker} "
                            f"{what}: install this explearn on every worker, in the environment that runs "
                            "`dask worker`")

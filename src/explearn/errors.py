@@ -1,4 +1,4 @@
-"""The kinds of user error explearn reports: bad configuration, bad data, bad checkpoints.
+"""The kinds of user error explearn reports: bad configuration, bad data, bad checkpoints, an unusable cluster.
 
 Both are ``ValueError`` subclasses, so callers that already catch ``ValueError`` keep working.
 """
@@ -14,3 +14,8 @@ class DataError(ValueError):
 
 class CheckpointError(DataError):
     """A file is not an explearn checkpoint, was changed after saving, or is from an incompatible version."""
+
+
+class ClusterError(ConfigError):
+    """The cluster cannot be used: ``distributed`` is missing, the scheduler cannot be reached, or its workers
+    cannot run explearn. A ``ConfigError``, so the command line reports it as a user error."""

@@ -253,7 +253,7 @@ def explain_images(ckpt: Checkpoint, files: Sequence[Path], out_dir: str | Path,
     """
     from explearn.explain.attribution import mask_mass_share
     from explearn.outputs import check_output_folder
-    from explearn.report.overlay import save_overlay
+    from explearn.explain.overlay import save_overlay
 
     pre = _preprocess(ckpt)
     out, masks = Path(out_dir), Path(masks_dir) if masks_dir else None

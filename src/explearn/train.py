@@ -18,7 +18,6 @@ from typing import Any, Literal, Mapping
 import torch
 from torch import nn
 
-from explearn import __version__
 from explearn.config import check, check_seed, from_dict, json_ready, to_dict
 from explearn.datasets.base import ExplanationDataset, Splits
 from explearn.errors import ConfigError
@@ -29,6 +28,7 @@ from explearn.metrics import (accuracy, balanced_accuracy, confidence, minority_
                               shortcut_metrics)
 from explearn.models import MODELS, check_model, check_outputs
 from explearn.selection import PROTOCOLS, Tracker, has_intervention, intervene, score_metric
+from explearn.version import __version__
 
 
 @dataclass(frozen=True)

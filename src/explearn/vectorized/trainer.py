@@ -23,7 +23,6 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from explearn import __version__
 from explearn.config import check_seed, from_dict, to_dict
 from explearn.datasets.base import ExplanationDataset, Splits
 from explearn.errors import ConfigError, DataError
@@ -37,6 +36,7 @@ from explearn.train import (TrainConfig, TrainResult, _build_model, _device, _ex
                             _record, _scores, batch_bounds, check_finite, curve_splits, protocol_metrics)
 from explearn.vectorized.methods import STACKED_METHODS, StackedBatch, StackedMethod, UpdateLogs
 from explearn.vectorized.stacked import model_state, repeat_for_models, stack_models, stacking_problem
+from explearn.version import __version__
 
 #: Samples (over all models) per evaluation forward pass: bounds the activations held at once.
 EVAL_SAMPLES = 2048
