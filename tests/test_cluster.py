@@ -21,9 +21,11 @@ from explearn import sweep
 from explearn.cli import main
 from explearn.errors import ClusterError
 from explearn.errors import ConfigError
-from explearn.reproduce import plan_eval, plan_search, reproduce, resolve_cluster
+from explearn.planning import plan_eval, plan_search
+from explearn.reproduce import reproduce, resolve_cluster
 from explearn.specs import load_specs
-from explearn.sweep import RunSpec, RunStore, run_sweep
+from explearn.store import RunStore
+from explearn.sweep import RunSpec, run_sweep
 
 TINY = {"n_train": 8, "n_val": 4, "n_test": 8, "image_size": 16}
 SLOW = {"n_train": 256, "n_val": 8, "n_test": 8, "image_size": 32}  # about half a second per run on one thread

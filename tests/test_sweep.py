@@ -8,7 +8,8 @@ import sys
 import time
 
 
-from explearn.sweep import RunSpec, RunStore, run_sweep
+from explearn.store import RunStore
+from explearn.sweep import RunSpec, run_sweep
 
 TINY = {"n_train": 8, "n_val": 4, "n_test": 8, "image_size": 16}
 
@@ -124,7 +125,7 @@ def _without_timing(record: dict) -> dict:
 def test_seeds_of_one_setting_train_together_and_equal_separate_runs():
     """An MLP (no convolutions, so stacking pays on a CPU) over three run seeds, each with its own data: one
     vectorised task, whose records equal those of the runs trained one by one."""
-    from explearn.sweep import execute_group, plan_groups, vectorized_key
+    from explearn.execution import execute_group, plan_groups, vectorized_key
 
     runs = [RunSpec.create("triangles", TINY, s, "two_stage", {}, "mlp", {}, s, epochs=2, curves="val")
             for s in (0, 1, 2)]
@@ -141,7 +142,7 @@ def test_seeds_of_one_setting_train_together_and_equal_separate_runs():
 
 
 def test_a_failing_run_in_a_vectorised_group_is_reported_alone():
-    from explearn.sweep import execute_group
+    from explearn.execution import execute_group
 
     runs = [RunSpec.create("triangles", TINY, s, "standard", {}, "mlp", {}, s, epochs=1, curves="val") for s in (0, 1)]
     bad = RunSpec.create("triangles", TINY, 2, "standard", {"lr": 1e-3}, "mlp", {}, 2, epochs=1, curves="val")
@@ -153,7 +154,7 @@ def test_a_failing_run_in_a_vectorised_group_is_reported_alone():
 
 def test_a_vectorised_group_that_raises_is_trained_run_by_run(monkeypatch):
     import explearn.vectorized
-    from explearn.sweep import execute_group
+    from explearn.execution import execute_group
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory for the stacked models")

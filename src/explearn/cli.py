@@ -489,7 +489,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from explearn.reproduce import reproduce
-    from explearn.sweep import RunStore
+    from explearn.store import RunStore
 
     out = args.out or str(Path("reports") / Path(args.collection).name)
     try:  # --out is checked inside, before any planning or training

@@ -220,14 +220,14 @@ def _check_run_values(spec: ExperimentSpec, where: str) -> None:
 
     The training values (epochs, batch_size, select, curves, attributions) go through ``TrainConfig``'s checks;
     the methods through the registry; the dataset, method and model settings of every setting, method and search
-    candidate through ``reproduce.make_run`` (each settings class's ``from_dict`` and its own checks), as the
+    candidate through ``planning.make_run`` (each settings class's ``from_dict`` and its own checks), as the
     sweep will build them.
 
     Raises:
         ConfigError: the first bad value.
     """
     from explearn.methods import METHODS
-    from explearn.reproduce import check_settings, make_run, search_candidates
+    from explearn.planning import check_settings, make_run, search_candidates
     from explearn.train import TrainConfig
 
     raw = spec.raw
@@ -523,7 +523,7 @@ def _options_in_use(raw: Mapping[str, Any], data: Mapping[str, Any], hp: Mapping
                     model: Mapping[str, Any], methods: tuple[str, ...] | None,
                     where: str) -> Callable[[str], dict[str, Any]]:
     """A lookup: option key -> {"data" / method name / "model": the value the setting's runs use}, by the rules
-    of ``explearn.reproduce.make_run`` (setting over spec over defaults; a method's settings only where it has
+    of ``explearn.planning.make_run`` (setting over spec over defaults; a method's settings only where it has
     them). Empty for a key that is no option. Built on the first call, so labels without ``key=value`` parts cost
     nothing and unknown names fail where the runs are made, with suggestions.
 

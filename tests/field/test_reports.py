@@ -11,7 +11,7 @@ import pytest
 from explearn import datasets
 from explearn.errors import ConfigError
 from explearn.metrics import difference_bounds, metric_bounds, minority_class
-from explearn.reproduce import make_run
+from explearn.planning import make_run
 from explearn.results import aggregate, ci95, paired_differences
 from explearn.search import candidates
 from explearn.specs import PRESETS, experiments_dir, load_spec, load_specs
