@@ -311,7 +311,7 @@ def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch, capsys
 
 def test_without_distributed_the_error_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
-    with pytest.raises(ClusterError, match=r"pip install 'dask\[distributed\]'"):
+    with pytest.raises(ClusterError, match=r"an optional dependency: pip install 'explearn\[cluster\]'"):
         run_sweep([tiny_run()], RunStore(tmp_path), cluster="tcp://127.0.0.1:8786")
 
 

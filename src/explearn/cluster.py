@@ -55,8 +55,8 @@ def connect(address: str, timeout: float | None = None):
     try:
         from distributed import Client
     except ImportError:
-        raise ClusterError(f"training on a Dask cluster ({address}) needs the 'distributed' package: "
-                           "pip install 'dask[distributed]'") from None
+        raise ClusterError(f"training on a Dask cluster ({address}) needs the 'distributed' package, an "
+                           "optional dependency: pip install 'explearn[cluster]' (or 'dask[distributed]')") from None
     if timeout is None:
         timeout = float(os.environ.get(TIMEOUT_ENV) or CONNECT_TIMEOUT_S)
     try:
