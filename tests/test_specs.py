@@ -123,3 +123,20 @@ def test_every_method_gets_as_many_candidates_at_the_full_preset(collection):
         for setting in spec.settings:
             counts = {m: len(search_candidates(spec, setting, m)) for m in spec.methods_for(setting)}
             assert len(set(counts.values())) == 1, (spec.name, setting.label, counts)
+
+
+def test_the_shipped_specs_are_package_data():
+    """issue 15, item 5: the specs travel inside the package (an installed explearn finds them); in a checkout
+    explearn/experiments links to experiments/, and reports keep naming experiments/paper."""
+    import tomllib
+
+    import explearn
+
+    shipped = Path(explearn.__file__).parent / "experiments"
+    root = Path(__file__).resolve().parents[1]
+    assert shipped.resolve() == (root / "experiments").resolve()
+    assert experiments_dir("paper") == (root / "experiments" / "paper").resolve()
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["explearn"]
+    specs = {p.relative_to(shipped) for p in shipped.glob("*/*.toml")}
+    covered = {p.relative_to(shipped) for pattern in patterns for p in shipped.glob(pattern.removeprefix("experiments/"))}
+    assert specs and specs <= covered

@@ -291,14 +291,16 @@ def collection_cluster(folder: str | Path) -> str | None:
 def experiments_dir(name: str) -> Path:
     """The folder of the shipped experiment collection ``name`` (e.g. "paper").
 
-    Looked up under ``$EXPLEARN_EXPERIMENTS``, then the repository's ``experiments/``. A path to an existing
-    folder of spec files (``*.toml``) is returned as it is; a folder without specs (such as the repository's
-    ``benchmarks/`` scripts when the collection ``benchmarks`` is meant) is not.
+    Looked up under ``$EXPLEARN_EXPERIMENTS``, then the specs shipped inside the package (``explearn/experiments``,
+    package data; in a source checkout a link to the repository's ``experiments/``, resolved, so reports name
+    ``experiments/paper``). A path to an existing folder of spec files (``*.toml``) is returned as it is; a folder
+    without specs (such as the repository's ``benchmarks/`` scripts when the collection ``benchmarks`` is meant)
+    is not.
     """
     if Path(name).is_dir() and any(Path(name).glob("*.toml")):
         return Path(name)
     roots = [Path(os.environ["EXPLEARN_EXPERIMENTS"])] if "EXPLEARN_EXPERIMENTS" in os.environ else []
-    roots.append(Path(__file__).resolve().parents[2] / "experiments")
+    roots.append((Path(__file__).parent / "experiments").resolve())
     for root in roots:
         if (root / name).is_dir():
             return root / name
