@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from explearn.search import candidate_key, candidates
 from explearn.selection import PROTOCOLS
-from explearn.specs import ExperimentSpec, Setting
 from explearn.sweep import RunSpec
+
+if TYPE_CHECKING:  # specs reads its values through these functions: no import back
+    from explearn.specs import ExperimentSpec, Setting
 
 SEARCH_SEED_OFFSET = 1000  # search seeds are 1000, 1001, ...: never the evaluation seeds
 
