@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 
 from explearn.store import RunStore
 from explearn.sweep import RunSpec, run_sweep
@@ -164,3 +165,20 @@ def test_a_vectorised_group_that_raises_is_trained_run_by_run(monkeypatch):
     results = execute_group(runs)
     assert [error for _, _, error in results] == [None, None]
     assert all("time/vectorized" not in json.loads(record)["metrics"] for _, record, _ in results)
+
+
+@pytest.mark.parametrize("args, run_id", [
+    (("triangles", {"n_train": 500, "spurious_rate": 0.9, "n_val_oracle": 500}, 1000, "two_stage",
+      {"lr_ratio": 0.1}, "small_cnn", {}, 1000, 30), "211b7e23d6e72bdf"),
+    (("triangles", {"n_train": 500, "spurious_rate": 0.9, "n_val_oracle": 500, "mask_transform": "wrong"}, 1000,
+      "rrr", {"lam": 1000.0}, "small_cnn", {}, 1000, 30), "f635d7919624d050"),
+    (("triangles", {"n_train": 500, "spurious_rate": 0.9, "n_val_oracle": 500, "masks": "both",
+                    "mask_transform": "random_place"}, 1000, "rrr", {"lam": 10.0}, "small_cnn", {}, 1000, 30),
+     "8da6ca061a57238d"),
+])
+def test_run_ids_of_stored_runs_do_not_change(args, run_id):
+    """The ids of runs stored by the full sweep of 2026-11-30 (reports/paper-full/runs, search runs of the
+    spurious spec): a refactoring of the run configuration must keep them, or every stored run is trained again
+    (issue 15). Options added since with a default stay out of the record unless set (resample, mask options)."""
+    run = RunSpec.create(*args, batch_size=32, select="best_val", curves="val", attributions=0)
+    assert run.run_id == run_id
