@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from explearn import execution
+from explearn.execution import execute_run
 from explearn.store import RunStore
 from explearn.sweep import RunSpec, run_sweep
 
@@ -44,21 +46,21 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     store = RunStore(tmp_path)
     runs = [tiny_run(seed=s) for s in range(3)]
     bad = runs[1].run_id
-    original = RunSpec.execute
+    original = execution.execute_run
 
-    def execute(self, quiet=True):
-        if self.run_id == bad:
+    def execute(run, quiet=True):
+        if run.run_id == bad:
             raise RuntimeError("injected crash")
-        return original(self, quiet)
+        return original(run, quiet)
 
-    monkeypatch.setattr(RunSpec, "execute", execute)
+    monkeypatch.setattr(execution, "execute_run", execute)
     outcome = run_sweep(runs, store, workers=0)
     assert sorted(outcome.trained) == sorted([runs[0].run_id, runs[2].run_id])
     assert "RuntimeError: injected crash" in outcome.failed[bad]
     assert not store.is_done(bad) and "injected crash" in (tmp_path / bad / "error.txt").read_text()
     assert json.loads((tmp_path / bad / "config.json").read_text()) == runs[1].config()
 
-    monkeypatch.setattr(RunSpec, "execute", original)
+    monkeypatch.setattr(execution, "execute_run", original)
     again = run_sweep(runs, store, workers=0)  # the failed run is retried, the others are kept
     assert again.trained == [bad] and not again.failed
     assert not (tmp_path / bad / "error.txt").exists()
@@ -113,7 +115,7 @@ def test_a_stored_run_reruns_bit_identically(tmp_path, one_torch_thread):
     run = tiny_run("two_stage", 3)
     run_sweep([run], RunStore(tmp_path), workers=0)
     stored = RunStore(tmp_path).load(run.run_id)
-    again = RunSpec(**stored["run"]).execute().to_json()  # sweeps train with one thread, as this test does
+    again = execute_run(RunSpec.from_config(stored["run"])).to_json()  # sweeps train with one thread, as this test does
     assert again["history"] == stored["history"] and again["predictions"] == stored["predictions"]
 
 

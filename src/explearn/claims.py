@@ -18,7 +18,7 @@ from explearn.execution import RunResult, SweepOutcome, plan_groups
 from explearn.store import LocksUnsupported, RunStore
 
 if TYPE_CHECKING:
-    from explearn.sweep import RunSpec
+    from explearn.run_config import RunSpec
 
 
 #: Seconds between looks at the runs that another launch on the same store is training.

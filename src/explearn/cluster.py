@@ -34,7 +34,7 @@ from explearn.execution import RunResult, execute_group, failed_runs
 
 if TYPE_CHECKING:
     from explearn.claims import SweepQueue
-    from explearn.sweep import RunSpec
+    from explearn.run_config import RunSpec
 
 
 #: Seconds to wait for the scheduler, unless ``EXPLEARN_CLUSTER_TIMEOUT`` says otherwise.

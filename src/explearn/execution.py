@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Iterator
 from explearn.store import record_json
 
 if TYPE_CHECKING:
-    from explearn.sweep import RunSpec
+    from explearn.run_config import RunSpec
 
 
 @dataclass
@@ -54,6 +54,14 @@ def cached_data(dataset: str, seed: int, options_json: str):
     from explearn.datasets import load
 
     return load(dataset, seed=seed, **json.loads(options_json))
+
+
+def execute_run(run: RunSpec, quiet: bool = True):
+    """Train one run (its data are built once per process and reused). Returns a ``TrainResult``."""
+    from explearn.train import train
+
+    data = cached_data(run.dataset, run.data_seed, json.dumps(dict(run.data_options), sort_keys=True))
+    return train(data, run.training(), quiet=quiet)
 
 
 #: What a task returns per run: (run id, the record as JSON text or None, the traceback or None).
@@ -152,7 +160,7 @@ def execute_group(group: list[RunSpec]) -> list[RunResult]:
         out: list[RunResult] = []
         for run in group:
             try:
-                out.append((run.run_id, record_json(run, run.execute().to_json()), None))
+                out.append((run.run_id, record_json(run, execute_run(run).to_json()), None))
             except Exception:  # noqa: BLE001 - a failing run is reported, the sweep goes on
                 out.append((run.run_id, None, traceback.format_exc()))
         return out
@@ -163,9 +171,7 @@ def _execute_together(group: list[RunSpec]) -> list[RunResult]:
 
     first = group[0]
     datas = [cached_data(r.dataset, r.data_seed, json.dumps(dict(r.data_options), sort_keys=True)) for r in group]
-    results = train_many(datas, [r.seed for r in group], first.method, hparams=first.hparams, model=first.model,
-                         model_options=first.model_options, epochs=first.epochs, batch_size=first.batch_size,
-                         select=first.select, curves=first.curves, attributions=first.attributions)
+    results = train_many(datas, [r.seed for r in group], first.training())
     return [(run.run_id, record_json(run, result.to_json()), None) for run, result in zip(group, results)]
 
 

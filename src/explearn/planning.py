@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from explearn.search import candidate_key, candidates
 from explearn.selection import PROTOCOLS
-from explearn.sweep import RunSpec
+from explearn.run_config import RunSpec
 
 if TYPE_CHECKING:  # specs reads its values through these functions: no import back
     from explearn.specs import ExperimentSpec, Setting

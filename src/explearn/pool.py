@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from explearn.execution import RunResult, execute_group, failed_runs
 
 if TYPE_CHECKING:
-    from explearn.sweep import RunSpec
+    from explearn.run_config import RunSpec
 
 
 #: Times a group may be lost to a broken local worker pool (a worker process died) before its runs count as failed.

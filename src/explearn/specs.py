@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 
 from explearn.config import check, check_seed
 from explearn.errors import ConfigError
+from explearn.run_config import training_default, training_fields
 
 PRESETS = ("smoke", "quick", "full")
 #: Top-level keys a spec may have, with their meaning (unknown keys are an error).
@@ -147,12 +148,12 @@ def load_spec(path: str | Path, preset: str = "quick") -> ExperimentSpec:
         _check_keys(presets[preset], f"{path} [presets.{preset}]")
         raw = _merge(raw, presets[preset])
     raw.setdefault("name", path.stem)
-    for key, default in (("data", {}), ("model", "small_cnn"), ("model_options", {}), ("hparams", {}),
-                         ("search", {}), ("data_seed", "run"), ("seeds", 1), ("search_seeds", 1), ("epochs", 30),
-                         ("batch_size", 32), ("curves", "val"), ("attributions", 0), ("headline", "test/acc"),
-                         ("paper", {}), ("select", "best_val"), ("baseline", None), ("reference", None),
-                         ("upper_bound", None),
-                         ("report", "together")):
+    for key in training_fields():  # a run's, defined once; a spec names its methods, seeds and settings its own way
+        if key not in ("method", "seed", "hparams", "model_options", "device"):
+            raw.setdefault(key, training_default(key))
+    for key, default in (("data", {}), ("model_options", {}), ("hparams", {}), ("search", {}), ("data_seed", "run"),
+                         ("seeds", 1), ("search_seeds", 1), ("headline", "test/acc"), ("paper", {}),
+                         ("baseline", None), ("reference", None), ("upper_bound", None), ("report", "together")):
         raw.setdefault(key, default)
     where = f"{path} (preset {preset})"
     check(isinstance(raw.get("methods"), list) and raw["methods"], where, "'methods' must be a non-empty list")
@@ -228,7 +229,7 @@ def _check_run_values(spec: ExperimentSpec, where: str) -> None:
     """
     from explearn.methods import METHODS
     from explearn.planning import check_settings, make_run, search_candidates
-    from explearn.train import TrainConfig
+    from explearn.run_config import TrainConfig
 
     raw = spec.raw
     check(isinstance(raw.get("dataset"), str), where, "'dataset' must name a registered dataset (explearn list)")

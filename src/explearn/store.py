@@ -19,7 +19,7 @@ from explearn.files import atomic_write
 if TYPE_CHECKING:
     from filelock import FileLock
 
-    from explearn.sweep import RunSpec
+    from explearn.run_config import RunSpec
 
 
 #: errno values by which a filesystem says it has no file locks (NFS without a lock daemon, some SMB and FUSE mounts)

@@ -20,68 +20,17 @@ worker that dies takes only its unfinished runs with it: they are trained again 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
-from explearn.config import config_hash, from_dict, to_dict
 from explearn.errors import ConfigError
-from explearn.execution import RunResult, SweepOutcome, cached_data
+from explearn.execution import RunResult, SweepOutcome
+from explearn.run_config import RunSpec
 from explearn.store import RunStore
 
 if TYPE_CHECKING:
     from explearn.claims import SweepQueue
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything that determines one training run. Build with ``RunSpec.create`` to fill in defaults, so that
-    equal runs get equal ids whether or not a default was spelled out."""
-
-    dataset: str
-    data_options: Mapping[str, Any]
-    data_seed: int
-    method: str
-    hparams: Mapping[str, Any]
-    model: str
-    model_options: Mapping[str, Any]
-    seed: int
-    epochs: int
-    batch_size: int = 32
-    select: str = "best_val"
-    curves: str = "all"
-    attributions: int = 0
-
-    @classmethod
-    def create(cls, dataset: str, data_options: Mapping[str, Any], data_seed: int, method: str,
-               hparams: Mapping[str, Any], model: str, model_options: Mapping[str, Any], seed: int, epochs: int,
-               **train_options: Any) -> "RunSpec":
-        from explearn.datasets import normalize_options
-        from explearn.methods import METHODS
-        from explearn.models import MODELS
-
-        data = normalize_options(dataset, data_options)
-        hp = to_dict(from_dict(METHODS.get(method).HParams, hparams, f"method {method!r}"))
-        opts = to_dict(from_dict(MODELS.get(model)[1], model_options, f"model {model!r}"))
-        return cls(dataset, data, data_seed, method, hp, model, opts, seed, epochs, **train_options)
-
-    def config(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
-
-    @property
-    def run_id(self) -> str:
-        return config_hash(self.config(), length=16)
-
-    def execute(self, quiet: bool = True):
-        """Train this run (the data are built once per process and reused). Returns a ``TrainResult``."""
-        from explearn.train import train
-
-        data = cached_data(self.dataset, self.data_seed, json.dumps(dict(self.data_options), sort_keys=True))
-        return train(data, self.method, self.seed, hparams=self.hparams, model=self.model,
-                     model_options=self.model_options, epochs=self.epochs, batch_size=self.batch_size,
-                     select=self.select, curves=self.curves, attributions=self.attributions, quiet=quiet)
 
 
 def run_sweep(runs: Iterable[RunSpec], store: RunStore, workers: int | None = None,
