@@ -32,7 +32,8 @@ from pathlib import Path
 
 from scipy import stats
 
-from explearn.sweep import RunSpec, RunStore, run_sweep
+from explearn.store import RunStore
+from explearn.sweep import RunSpec, run_sweep
 
 RATES = (0.9, 1.0)
 MASKS = {

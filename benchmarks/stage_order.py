@@ -24,7 +24,8 @@ from pathlib import Path
 
 from scipy import stats
 
-from explearn.sweep import RunSpec, RunStore, run_sweep
+from explearn.store import RunStore
+from explearn.sweep import RunSpec, run_sweep
 
 MARGIN = 0.02
 SETTINGS = {

@@ -21,9 +21,11 @@ from explearn import sweep
 from explearn.cli import main
 from explearn.errors import ClusterError
 from explearn.errors import ConfigError
-from explearn.reproduce import plan_eval, plan_search, reproduce, resolve_cluster
+from explearn.planning import plan_eval, plan_search
+from explearn.reproduce import reproduce, resolve_cluster
 from explearn.specs import load_specs
-from explearn.sweep import RunSpec, RunStore, run_sweep
+from explearn.store import RunStore
+from explearn.sweep import RunSpec, run_sweep
 
 TINY = {"n_train": 8, "n_val": 4, "n_test": 8, "image_size": 16}
 SLOW = {"n_train": 256, "n_val": 8, "n_test": 8, "image_size": 32}  # about half a second per run on one thread
@@ -309,7 +311,7 @@ def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch, capsys
 
 def test_without_distributed_the_error_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
-    with pytest.raises(ClusterError, match=r"pip install 'dask\[distributed\]'"):
+    with pytest.raises(ClusterError, match=r"an optional dependency: pip install 'explearn\[cluster\]'"):
         run_sweep([tiny_run()], RunStore(tmp_path), cluster="tcp://127.0.0.1:8786")
 
 

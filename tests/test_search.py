@@ -55,7 +55,7 @@ def test_each_protocol_chooses_hyperparameters_from_the_same_search_runs():
 
 
 def test_a_candidate_only_another_protocol_chose_gets_its_own_evaluation_runs():
-    from explearn.reproduce import plan_eval
+    from explearn.planning import plan_eval
     from explearn.specs import load_specs
 
     spec = [s for s in load_specs("experiments/paper", "smoke") if s.name == "spurious"][0]

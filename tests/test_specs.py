@@ -89,7 +89,7 @@ def test_unknown_preset_and_spec_names(tmp_path):
 
 @pytest.mark.parametrize("preset", ["smoke", "quick", "full"])
 def test_every_shipped_spec_loads_and_expands_to_valid_runs(preset):
-    from explearn.reproduce import plan_eval, plan_search
+    from explearn.planning import plan_eval, plan_search
 
     specs = load_specs(experiments_dir("paper"), preset)
     assert {s.name for s in specs} >= {"small_data", "imbalance", "spurious", "consistency", "convergence"}
@@ -117,9 +117,26 @@ def test_a_folder_without_specs_is_not_a_collection(tmp_path, monkeypatch):
 def test_every_method_gets_as_many_candidates_at_the_full_preset(collection):
     """issue 14, item 2: a method with more hyperparameter candidates gets more tries at the validation split; at
     the full preset every method of a setting has the same number (three; one where nothing is tuned)."""
-    from explearn.reproduce import search_candidates
+    from explearn.planning import search_candidates
 
     for spec in load_specs(experiments_dir(collection), "full"):
         for setting in spec.settings:
             counts = {m: len(search_candidates(spec, setting, m)) for m in spec.methods_for(setting)}
             assert len(set(counts.values())) == 1, (spec.name, setting.label, counts)
+
+
+def test_the_shipped_specs_are_package_data():
+    """issue 15, item 5: the specs travel inside the package (an installed explearn finds them); in a checkout
+    explearn/experiments links to experiments/, and reports keep naming experiments/paper."""
+    import tomllib
+
+    import explearn
+
+    shipped = Path(explearn.__file__).parent / "experiments"
+    root = Path(__file__).resolve().parents[1]
+    assert shipped.resolve() == (root / "experiments").resolve()
+    assert experiments_dir("paper") == (root / "experiments" / "paper").resolve()
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["explearn"]
+    specs = {p.relative_to(shipped) for p in shipped.glob("*/*.toml")}
+    covered = {p.relative_to(shipped) for pattern in patterns for p in shipped.glob(pattern.removeprefix("experiments/"))}
+    assert specs and specs <= covered

@@ -7,8 +7,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 
-from explearn.sweep import RunSpec, RunStore, run_sweep
+from explearn import execution
+from explearn.execution import execute_run
+from explearn.store import RunStore
+from explearn.sweep import RunSpec, run_sweep
 
 TINY = {"n_train": 8, "n_val": 4, "n_test": 8, "image_size": 16}
 
@@ -42,21 +46,21 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     store = RunStore(tmp_path)
     runs = [tiny_run(seed=s) for s in range(3)]
     bad = runs[1].run_id
-    original = RunSpec.execute
+    original = execution.execute_run
 
-    def execute(self, quiet=True):
-        if self.run_id == bad:
+    def execute(run, quiet=True):
+        if run.run_id == bad:
             raise RuntimeError("injected crash")
-        return original(self, quiet)
+        return original(run, quiet)
 
-    monkeypatch.setattr(RunSpec, "execute", execute)
+    monkeypatch.setattr(execution, "execute_run", execute)
     outcome = run_sweep(runs, store, workers=0)
     assert sorted(outcome.trained) == sorted([runs[0].run_id, runs[2].run_id])
     assert "RuntimeError: injected crash" in outcome.failed[bad]
     assert not store.is_done(bad) and "injected crash" in (tmp_path / bad / "error.txt").read_text()
     assert json.loads((tmp_path / bad / "config.json").read_text()) == runs[1].config()
 
-    monkeypatch.setattr(RunSpec, "execute", original)
+    monkeypatch.setattr(execution, "execute_run", original)
     again = run_sweep(runs, store, workers=0)  # the failed run is retried, the others are kept
     assert again.trained == [bad] and not again.failed
     assert not (tmp_path / bad / "error.txt").exists()
@@ -111,7 +115,7 @@ def test_a_stored_run_reruns_bit_identically(tmp_path, one_torch_thread):
     run = tiny_run("two_stage", 3)
     run_sweep([run], RunStore(tmp_path), workers=0)
     stored = RunStore(tmp_path).load(run.run_id)
-    again = RunSpec(**stored["run"]).execute().to_json()  # sweeps train with one thread, as this test does
+    again = execute_run(RunSpec.from_config(stored["run"])).to_json()  # sweeps train with one thread, as this test does
     assert again["history"] == stored["history"] and again["predictions"] == stored["predictions"]
 
 
@@ -124,7 +128,7 @@ def _without_timing(record: dict) -> dict:
 def test_seeds_of_one_setting_train_together_and_equal_separate_runs():
     """An MLP (no convolutions, so stacking pays on a CPU) over three run seeds, each with its own data: one
     vectorised task, whose records equal those of the runs trained one by one."""
-    from explearn.sweep import execute_group, plan_groups, vectorized_key
+    from explearn.execution import execute_group, plan_groups, vectorized_key
 
     runs = [RunSpec.create("triangles", TINY, s, "two_stage", {}, "mlp", {}, s, epochs=2, curves="val")
             for s in (0, 1, 2)]
@@ -141,7 +145,7 @@ def test_seeds_of_one_setting_train_together_and_equal_separate_runs():
 
 
 def test_a_failing_run_in_a_vectorised_group_is_reported_alone():
-    from explearn.sweep import execute_group
+    from explearn.execution import execute_group
 
     runs = [RunSpec.create("triangles", TINY, s, "standard", {}, "mlp", {}, s, epochs=1, curves="val") for s in (0, 1)]
     bad = RunSpec.create("triangles", TINY, 2, "standard", {"lr": 1e-3}, "mlp", {}, 2, epochs=1, curves="val")
@@ -153,7 +157,7 @@ def test_a_failing_run_in_a_vectorised_group_is_reported_alone():
 
 def test_a_vectorised_group_that_raises_is_trained_run_by_run(monkeypatch):
     import explearn.vectorized
-    from explearn.sweep import execute_group
+    from explearn.execution import execute_group
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory for the stacked models")
@@ -163,3 +167,20 @@ def test_a_vectorised_group_that_raises_is_trained_run_by_run(monkeypatch):
     results = execute_group(runs)
     assert [error for _, _, error in results] == [None, None]
     assert all("time/vectorized" not in json.loads(record)["metrics"] for _, record, _ in results)
+
+
+@pytest.mark.parametrize("args, run_id", [
+    (("triangles", {"n_train": 500, "spurious_rate": 0.9, "n_val_oracle": 500}, 1000, "two_stage",
+      {"lr_ratio": 0.1}, "small_cnn", {}, 1000, 30), "211b7e23d6e72bdf"),
+    (("triangles", {"n_train": 500, "spurious_rate": 0.9, "n_val_oracle": 500, "mask_transform": "wrong"}, 1000,
+      "rrr", {"lam": 1000.0}, "small_cnn", {}, 1000, 30), "f635d7919624d050"),
+    (("triangles", {"n_train": 500, "spurious_rate": 0.9, "n_val_oracle": 500, "masks": "both",
+                    "mask_transform": "random_place"}, 1000, "rrr", {"lam": 10.0}, "small_cnn", {}, 1000, 30),
+     "8da6ca061a57238d"),
+])
+def test_run_ids_of_stored_runs_do_not_change(args, run_id):
+    """The ids of runs stored by the full sweep of 2026-11-30 (reports/paper-full/runs, search runs of the
+    spurious spec): a refactoring of the run configuration must keep them, or every stored run is trained again
+    (issue 15). Options added since with a default stay out of the record unless set (resample, mask options)."""
+    run = RunSpec.create(*args, batch_size=32, select="best_val", curves="val", attributions=0)
+    assert run.run_id == run_id

@@ -12,9 +12,14 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
-from explearn.sweep import LocksUnsupported, RunResult, RunSpec, RunStore, SweepOutcome, plan_groups
+from explearn.execution import RunResult, SweepOutcome, plan_groups
+from explearn.store import LocksUnsupported, RunStore
+
+if TYPE_CHECKING:
+    from explearn.run_config import RunSpec
+
 
 #: Seconds between looks at the runs that another launch on the same store is training.
 POLL_S = 0.5
@@ -197,7 +202,7 @@ def _names(holders: Iterable[str]) -> str:
 
 class Backend(Protocol):
     """Where groups train: this process or local worker processes (``explearn.pool``), or a Dask cluster
-    (``explearn.cluster``). Each group goes to ``sweep.execute_group``."""
+    (``explearn.cluster``). Each group goes to ``execution.execute_group``."""
 
     slots: int  # parallel workers, to size the groups (``plan_groups``)
 

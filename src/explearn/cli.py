@@ -11,6 +11,7 @@ from typing import Sequence
 from explearn.config import check_seed, fields_help, parse_assignments
 from explearn.errors import ConfigError, DataError
 from explearn.files import atomic_write
+from explearn.run_config import training_fields
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,13 +90,8 @@ def _parser() -> argparse.ArgumentParser:
                        description="Train one method on one dataset; writes OUT/result.json with the full config, "
                                    "per-epoch metrics and final metrics, and prints a summary.")
     p.add_argument("--dataset", default="triangles", help="registered dataset (explearn list datasets)")
-    p.add_argument("--method", default="two_stage", help="registered method (explearn list methods)")
     p.add_argument("--data-seed", type=_seed, default=0, help="data seed: the dataset and its splits (default 0)")
     p.add_argument("--out", type=_path, default=None, help="output directory for result.json (default: print only)")
-    p.add_argument("--select", default="best_val", choices=["best_val", "best_val_balanced", "last"],
-                   help="which epoch's model is reported: best validation accuracy, best validation balanced "
-                        "accuracy, or the last (default best_val)")
-    p.add_argument("--model", default="small_cnn", help="registered model (explearn list models)")
     p.add_argument("--data", action="append", metavar="KEY=VALUE", help="a dataset option, e.g. --data n_train=200")
     _training_arguments(p)
     p.set_defaults(run=_cmd_train)
@@ -106,8 +102,6 @@ def _parser() -> argparse.ArgumentParser:
                                    "and save a checkpoint holding the weights, the config, the class names and the "
                                    "preprocessing. Every problem in the folder is reported before training starts.")
     p.add_argument("data_dir", type=_path, metavar="DATA_DIR", help="the dataset folder")
-    p.add_argument("--method", default="two_stage", help="registered method (explearn list methods; default two_stage)")
-    p.add_argument("--model", default="small_resnet", help="registered model (default small_resnet)")
     p.add_argument("--backbone", type=_path, default=None, metavar="MODULE:FUNCTION",
                    help="your own network instead of --model: FUNCTION(n_classes) returns an nn.Module from images "
                         "to logits (the current folder is importable); needs --feature-layer")
@@ -123,11 +117,10 @@ def _parser() -> argparse.ArgumentParser:
                         "the files' size (they must then all share one)")
     p.add_argument("--data-seed", type=_seed, default=0,
                    help="data seed: the train/val/test split when labels.csv has no split column (default 0)")
-    p.add_argument("--select", default="best_val_balanced", choices=["best_val", "best_val_balanced", "last"],
-                   help="which epoch's model is kept (default best_val_balanced: robust to imbalanced classes)")
     p.add_argument("--data", action="append", metavar="KEY=VALUE",
                    help="a folder option, e.g. --data normalize=imagenet --data val_fraction=0.25")
-    _training_arguments(p)
+    # photos: a residual network, and the epoch chosen by balanced accuracy (robust to imbalanced classes)
+    _training_arguments(p, model="small_resnet", select="best_val_balanced")
     p.set_defaults(run=_cmd_fit)
 
     p = sub.add_parser("predict", help="predicted labels and class probabilities of images, as CSV",
@@ -201,15 +194,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _training_arguments(p: argparse.ArgumentParser) -> None:
-    """The arguments of the commands that train one model (train, fit); ``_training_options`` reads them."""
-    p.add_argument("--seed", type=_seed, default=0, help="run seed: initialisation and data order (default 0)")
-    p.add_argument("--epochs", type=int, default=30, help="passes over the training data (default 30)")
-    p.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
+#: the fields of ``TrainConfig`` that are command-line options of train and fit as they are (--batch-size ...):
+#: all but hparams and model_options, which come as --hp KEY=VALUE and --model-opt KEY=VALUE
+OPTIONS = tuple(name for name in training_fields() if name not in ("hparams", "model_options"))
+
+
+def _training_arguments(p: argparse.ArgumentParser, **defaults: object) -> None:
+    """The arguments of the commands that train one model (train, fit), generated from ``TrainConfig``'s fields,
+    defaults and help (``defaults`` replaces a default for one command); ``_training_options`` reads them."""
+    import dataclasses
+    import typing
+
+    from explearn.run_config import TrainConfig, training_default
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    hints = typing.get_type_hints(TrainConfig)
+    for name in OPTIONS:
+        default = defaults.get(name, training_default(name))
+        kwargs: dict = {"default": default, "help": f"{fields[name].metadata['help']} (default {default})"}
+        if name == "seed":
+            kwargs["type"] = _seed
+        elif hints[name] is int:
+            kwargs["type"] = int
+        elif typing.get_origin(hints[name]) is typing.Literal:
+            kwargs["choices"] = list(typing.get_args(hints[name]))
+        p.add_argument(f"--{name.replace('_', '-')}", **kwargs)
     p.add_argument("--hp", action="append", metavar="KEY=VALUE", help="a method setting, e.g. --hp lr_ratio=10")
     p.add_argument("--model-opt", action="append", metavar="KEY=VALUE",
                    help="a model option, e.g. --model-opt mapping=conv1x1")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _threads_argument(p)
 
@@ -223,10 +235,10 @@ def _threads_argument(p: argparse.ArgumentParser) -> None:
 
 
 def _training_options(args: argparse.Namespace) -> dict:
-    """``train``'s keyword arguments from ``_training_arguments`` and ``--select``."""
-    return {"hparams": parse_assignments(args.hp, "--hp"),
-            "model_options": parse_assignments(args.model_opt, "--model-opt"), "epochs": args.epochs,
-            "batch_size": args.batch_size, "select": args.select, "device": args.device, "quiet": args.quiet}
+    """``train``'s keyword arguments from ``_training_arguments`` but method, seed and model (given apart)."""
+    return {**{name: getattr(args, name) for name in OPTIONS if name not in ("method", "seed", "model")},
+            "hparams": parse_assignments(args.hp, "--hp"),
+            "model_options": parse_assignments(args.model_opt, "--model-opt"), "quiet": args.quiet}
 
 
 def _checkpoint_arguments(p: argparse.ArgumentParser) -> None:
@@ -489,7 +501,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from explearn.reproduce import reproduce
-    from explearn.sweep import RunStore
+    from explearn.store import RunStore
 
     out = args.out or str(Path("reports") / Path(args.collection).name)
     try:  # --out is checked inside, before any planning or training

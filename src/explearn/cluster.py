@@ -1,6 +1,6 @@
 """Train a sweep's runs on a Dask distributed cluster instead of local worker processes.
 
-The task is the local one, ``sweep.execute_group``: a few runs trained with one torch thread, returned as JSON
+The task is the local one, ``execution.execute_group``: a few runs trained with one torch thread, returned as JSON
 records or tracebacks. The client streams them back into its own ``RunStore`` as they finish, so workers need
 explearn (and ``EXPLEARN_DATA`` for real datasets) but no filesystem shared with the client.
 
@@ -30,10 +30,12 @@ import warnings
 from typing import TYPE_CHECKING, Iterator
 
 from explearn.errors import ClusterError
-from explearn.sweep import RunResult, RunSpec, execute_group, failed_runs
+from explearn.execution import RunResult, execute_group, failed_runs
 
 if TYPE_CHECKING:
     from explearn.claims import SweepQueue
+    from explearn.run_config import RunSpec
+
 
 #: Seconds to wait for the scheduler, unless ``EXPLEARN_CLUSTER_TIMEOUT`` says otherwise.
 CONNECT_TIMEOUT_S = 10.0
@@ -53,8 +55,8 @@ def connect(address: str, timeout: float | None = None):
     try:
         from distributed import Client
     except ImportError:
-        raise ClusterError(f"training on a Dask cluster ({address}) needs the 'distributed' package: "
-                           "pip install 'dask[distributed]'") from None
+        raise ClusterError(f"training on a Dask cluster ({address}) needs the 'distributed' package, an "
+                           "optional dependency: pip install 'explearn[cluster]' (or 'dask[distributed]')") from None
     if timeout is None:
         timeout = float(os.environ.get(TIMEOUT_ENV) or CONNECT_TIMEOUT_S)
     try:

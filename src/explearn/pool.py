@@ -16,8 +16,13 @@ import threading
 import time
 import traceback
 from collections import deque
+from typing import TYPE_CHECKING
 
-from explearn.sweep import RunResult, RunSpec, execute_group, failed_runs
+from explearn.execution import RunResult, execute_group, failed_runs
+
+if TYPE_CHECKING:
+    from explearn.run_config import RunSpec
+
 
 #: Times a group may be lost to a broken local worker pool (a worker process died) before its runs count as failed.
 POOL_RESTARTS = 3

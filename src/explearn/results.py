@@ -15,7 +15,7 @@ from scipy import stats
 
 from explearn.errors import DataError
 from explearn.metrics import difference_bounds, epochs_to_fraction, metric_bounds, pairwise_agreement
-from explearn.sweep import RunStore
+from explearn.store import RunStore
 
 MANIFEST = "manifest.json"
 KEYS = ["experiment", "setting", "method"]

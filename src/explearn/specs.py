@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 
 from explearn.config import check, check_seed
 from explearn.errors import ConfigError
+from explearn.run_config import training_default, training_fields
 
 PRESETS = ("smoke", "quick", "full")
 #: Top-level keys a spec may have, with their meaning (unknown keys are an error).
@@ -147,12 +148,12 @@ def load_spec(path: str | Path, preset: str = "quick") -> ExperimentSpec:
         _check_keys(presets[preset], f"{path} [presets.{preset}]")
         raw = _merge(raw, presets[preset])
     raw.setdefault("name", path.stem)
-    for key, default in (("data", {}), ("model", "small_cnn"), ("model_options", {}), ("hparams", {}),
-                         ("search", {}), ("data_seed", "run"), ("seeds", 1), ("search_seeds", 1), ("epochs", 30),
-                         ("batch_size", 32), ("curves", "val"), ("attributions", 0), ("headline", "test/acc"),
-                         ("paper", {}), ("select", "best_val"), ("baseline", None), ("reference", None),
-                         ("upper_bound", None),
-                         ("report", "together")):
+    for key in training_fields():  # a run's, defined once; a spec names its methods, seeds and settings its own way
+        if key not in ("method", "seed", "hparams", "model_options", "device"):
+            raw.setdefault(key, training_default(key))
+    for key, default in (("data", {}), ("model_options", {}), ("hparams", {}), ("search", {}), ("data_seed", "run"),
+                         ("seeds", 1), ("search_seeds", 1), ("headline", "test/acc"), ("paper", {}),
+                         ("baseline", None), ("reference", None), ("upper_bound", None), ("report", "together")):
         raw.setdefault(key, default)
     where = f"{path} (preset {preset})"
     check(isinstance(raw.get("methods"), list) and raw["methods"], where, "'methods' must be a non-empty list")
@@ -220,15 +221,15 @@ def _check_run_values(spec: ExperimentSpec, where: str) -> None:
 
     The training values (epochs, batch_size, select, curves, attributions) go through ``TrainConfig``'s checks;
     the methods through the registry; the dataset, method and model settings of every setting, method and search
-    candidate through ``reproduce.make_run`` (each settings class's ``from_dict`` and its own checks), as the
+    candidate through ``planning.make_run`` (each settings class's ``from_dict`` and its own checks), as the
     sweep will build them.
 
     Raises:
         ConfigError: the first bad value.
     """
     from explearn.methods import METHODS
-    from explearn.reproduce import check_settings, make_run, search_candidates
-    from explearn.train import TrainConfig
+    from explearn.planning import check_settings, make_run, search_candidates
+    from explearn.run_config import TrainConfig
 
     raw = spec.raw
     check(isinstance(raw.get("dataset"), str), where, "'dataset' must name a registered dataset (explearn list)")
@@ -291,14 +292,16 @@ def collection_cluster(folder: str | Path) -> str | None:
 def experiments_dir(name: str) -> Path:
     """The folder of the shipped experiment collection ``name`` (e.g. "paper").
 
-    Looked up under ``$EXPLEARN_EXPERIMENTS``, then the repository's ``experiments/``. A path to an existing
-    folder of spec files (``*.toml``) is returned as it is; a folder without specs (such as the repository's
-    ``benchmarks/`` scripts when the collection ``benchmarks`` is meant) is not.
+    Looked up under ``$EXPLEARN_EXPERIMENTS``, then the specs shipped inside the package (``explearn/experiments``,
+    package data; in a source checkout a link to the repository's ``experiments/``, resolved, so reports name
+    ``experiments/paper``). A path to an existing folder of spec files (``*.toml``) is returned as it is; a folder
+    without specs (such as the repository's ``benchmarks/`` scripts when the collection ``benchmarks`` is meant)
+    is not.
     """
     if Path(name).is_dir() and any(Path(name).glob("*.toml")):
         return Path(name)
     roots = [Path(os.environ["EXPLEARN_EXPERIMENTS"])] if "EXPLEARN_EXPERIMENTS" in os.environ else []
-    roots.append(Path(__file__).resolve().parents[2] / "experiments")
+    roots.append((Path(__file__).parent / "experiments").resolve())
     for root in roots:
         if (root / name).is_dir():
             return root / name
@@ -523,7 +526,7 @@ def _options_in_use(raw: Mapping[str, Any], data: Mapping[str, Any], hp: Mapping
                     model: Mapping[str, Any], methods: tuple[str, ...] | None,
                     where: str) -> Callable[[str], dict[str, Any]]:
     """A lookup: option key -> {"data" / method name / "model": the value the setting's runs use}, by the rules
-    of ``explearn.reproduce.make_run`` (setting over spec over defaults; a method's settings only where it has
+    of ``explearn.planning.make_run`` (setting over spec over defaults; a method's settings only where it has
     them). Empty for a key that is no option. Built on the first call, so labels without ``key=value`` parts cost
     nothing and unknown names fail where the runs are made, with suggestions.
 

@@ -9,16 +9,15 @@ from __future__ import annotations
 import copy
 import json
 import math
-import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from explearn.config import check, check_seed, from_dict, json_ready, to_dict
+from explearn.config import check, from_dict, json_ready, to_dict
 from explearn.datasets.base import ExplanationDataset, Splits
 from explearn.errors import ConfigError
 from explearn.files import atomic_write
@@ -27,40 +26,9 @@ from explearn.methods.base import METHODS, Batch, Method
 from explearn.metrics import (accuracy, balanced_accuracy, confidence, minority_class, per_class_accuracy,
                               shortcut_metrics)
 from explearn.models import MODELS, check_model, check_outputs
+from explearn.run_config import TrainConfig, training_default
 from explearn.selection import PROTOCOLS, Tracker, has_intervention, intervene, score_metric
 from explearn.version import __version__
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a run besides the data. ``hparams`` and ``model_options`` are checked against the
-    method's and model's own settings classes."""
-
-    method: str = "two_stage"
-    seed: int = 0
-    hparams: Mapping[str, Any] = field(default_factory=dict)
-    model: str = "small_cnn"
-    model_options: Mapping[str, Any] = field(default_factory=dict)
-    epochs: int = 30
-    batch_size: int = 32
-    select: Literal["best_val", "best_val_balanced", "last"] = "best_val"
-    device: str = "auto"
-    curves: Literal["all", "val"] = "val"
-    attributions: int = 0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "seed", check_seed(self.seed, "train: run seed"))  # numpy integers become int
-        for key in ("epochs", "batch_size", "attributions"):
-            value = getattr(self, key)
-            check(isinstance(value, numbers.Integral) and not isinstance(value, bool), "train",
-                  f"{key} must be an integer, got {value!r}")
-            object.__setattr__(self, key, int(value))
-        check(self.epochs >= 1, "train", f"epochs must be >= 1, got {self.epochs}")
-        check(self.batch_size >= 1, "train", f"batch_size must be >= 1, got {self.batch_size}")
-        check(self.select in ("best_val", "best_val_balanced", "last"), "train",
-              f"select must be 'best_val', 'best_val_balanced' or 'last', got {self.select!r}")
-        check(self.curves in ("all", "val"), "train", f"curves must be 'all' or 'val', got {self.curves!r}")
-        check(self.attributions >= 0, "train", f"attributions must be >= 0, got {self.attributions}")
 
 
 @dataclass
@@ -114,40 +82,48 @@ class TrainResult:
         return atomic_write(out / "result.json", text)  # a reader never sees half a file
 
 
-def train(data: Splits, method: str = "two_stage", seed: int = 0, *, hparams: Mapping[str, Any] | None = None,
-          model: str | nn.Module = "small_cnn", model_options: Mapping[str, Any] | None = None, epochs: int = 30,
-          batch_size: int = 32, select: str = "best_val", device: str | torch.device = "auto",
-          curves: str = "val", attributions: int = 0, quiet: bool = False) -> TrainResult:
+def train(data: Splits, method: str | TrainConfig = "two_stage", seed: int | None = None, *,
+          model: str | nn.Module | None = None, quiet: bool = False, **options: Any) -> TrainResult:
     """Train one model with one method.
 
     Args:
         data: the benchmark splits (e.g. ``datasets.triangles(n_train=500, seed=0)``).
-        method: a registered method name (``explearn list``).
-        seed: the run seed: model initialisation and data order. It does not depend on the method, so runs of
-            different methods with the same seed are paired.
-        hparams: the method's settings (see its ``HParams``); unknown keys are an error.
-        model: a registered model name, or an ``nn.Module`` with ``features``, ``mapping``, ``classifier``
-            (trained in place; it is then not re-initialised by ``seed``).
-        model_options: settings of a registered model.
-        epochs: passes over the training data.
-        batch_size: samples per step.
-        select: ``best_val`` keeps the epoch with the highest validation accuracy (earliest on ties);
-            ``best_val_balanced`` the highest validation balanced accuracy (for imbalanced classes, where plain
-            accuracy rewards predicting the majority class); ``last`` keeps the last epoch. Model selection never
-            looks at the test split.
-        device: ``auto`` (CUDA if available, else CPU), or any torch device.
-        curves: ``val`` (the default) evaluates after every epoch only the validation split, which model
-            selection reads; ``all`` every split (for convergence curves on test; about a third of a run's time on
-            the triangle benchmark went to it). The final metrics cover every split either way.
-        attributions: store images, masks and attribution maps of this many test images in ``examples``.
+        method: a registered method name (``explearn list``), or a whole ``TrainConfig`` (a ``RunSpec`` gives its
+            training part); then no other setting may be given.
+        seed: the run seed (default 0): model initialisation and data order. It does not depend on the method, so
+            runs of different methods with the same seed are paired.
+        model: a registered model name (default ``small_cnn``), or an ``nn.Module`` with ``features``,
+            ``mapping``, ``classifier`` (trained in place; it is then not re-initialised by ``seed``).
         quiet: no progress bar.
+        **options: the other fields of ``explearn.run_config.TrainConfig``, where each is defined once with its
+            default and help: ``hparams`` (the method's settings, see its ``HParams``; unknown keys are an error),
+            ``model_options``, ``epochs`` (30), ``batch_size`` (32), ``select`` (``best_val`` keeps the epoch with
+            the highest validation accuracy, earliest on ties; ``best_val_balanced`` the highest validation
+            balanced accuracy, for imbalanced classes; ``last`` the last epoch; selection never looks at the
+            test split), ``device`` (``auto``: CUDA if available, else CPU), ``curves`` (``val``: only the
+            validation split is evaluated after every epoch, which selection reads; ``all``: every split, for
+            convergence curves on test; the final metrics cover every split either way), ``attributions``
+            (store images, masks and attribution maps of this many test images in ``examples``).
 
     Returns:
         A ``TrainResult``.
+
+    Raises:
+        ConfigError: an unknown setting (with the closest known name) or a bad value.
     """
-    cfg = TrainConfig(method, seed, dict(hparams or {}), model if isinstance(model, str) else "custom",
-                      dict(model_options or {}), epochs, batch_size, select, str(device), curves,  # type: ignore[arg-type]
-                      attributions)
+    if isinstance(method, TrainConfig):
+        check(seed is None and model is None and not options, "train",
+              "a TrainConfig holds every setting: give it alone (or a method name and keywords)")
+        cfg = method.training()
+    else:
+        if "device" in options:
+            options["device"] = str(options["device"])  # a torch.device is welcome too
+        for key in ("hparams", "model_options"):
+            options[key] = dict(options.get(key) or {})
+        cfg = TrainConfig.of(method, seed=0 if seed is None else seed,
+                             model=(model if isinstance(model, str) else "custom") if model is not None
+                             else training_default("model"), **options)
+    model = cfg.model if model is None else model
     method_cls = METHODS.get(cfg.method)
     hp = from_dict(method_cls.HParams, cfg.hparams, f"method {cfg.method!r}")
     if method_cls.uses_masks and not bool((data.train.has_mask | data.train.has_wrong_mask).any()):

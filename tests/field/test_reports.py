@@ -11,7 +11,7 @@ import pytest
 from explearn import datasets
 from explearn.errors import ConfigError
 from explearn.metrics import difference_bounds, metric_bounds, minority_class
-from explearn.reproduce import make_run
+from explearn.planning import make_run
 from explearn.results import aggregate, ci95, paired_differences
 from explearn.search import candidates
 from explearn.specs import PRESETS, experiments_dir, load_spec, load_specs
@@ -515,8 +515,8 @@ def test_a_report_with_no_run_stored_is_refused_by_render_and_the_command(tmp_pa
 def test_reproduce_keeps_the_report_when_every_evaluation_run_failed(tmp_path, monkeypatch):
     """newcomer item 1: a sweep whose evaluation runs all fail (here: the spec changed, and its new run crashes)
     does not replace the report that was there with empty tables."""
+    from explearn import execution
     from explearn.reproduce import reproduce
-    from explearn.sweep import RunSpec
 
     specs, out = tmp_path / "specs", tmp_path / "out"
     specs.mkdir()
@@ -526,10 +526,10 @@ def test_reproduce_keeps_the_report_when_every_evaluation_run_failed(tmp_path, m
     assert len(first.trained) == 1
     before = {name: (out / name).read_bytes() for name in ("summary.md", "results.csv", "aggregate.csv")}
 
-    def crash(self, quiet=True):
+    def crash(run, quiet=True):
         raise RuntimeError("injected crash")
 
-    monkeypatch.setattr(RunSpec, "execute", crash)
+    monkeypatch.setattr(execution, "execute_run", crash)
     (specs / "tiny.toml").write_text(spec.format(2))
     lines: list[str] = []
     summaries, outcome = reproduce(str(specs), "quick", out, workers=0, log=lines.append)

@@ -1,7 +1,7 @@
 """A search grid of one value is used, not silently replaced by the method's default (found while fixing issue 12,
 item 10: a spec's `search = { rrr = { lam = [10.0] } }` trained RRR with its default lam = 100)."""
 
-from explearn.reproduce import plan_eval, plan_search
+from explearn.planning import plan_eval, plan_search
 from explearn.specs import load_spec
 
 

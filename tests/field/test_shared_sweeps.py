@@ -17,7 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from explearn.sweep import RunSpec, RunStore, SweepOutcome, run_sweep
+from explearn.store import RunStore
+from explearn.execution import SweepOutcome
+from explearn.sweep import RunSpec, run_sweep
 
 TINY = {"n_train": 16, "n_val": 4, "n_test": 8, "image_size": 16}
 # the runs the helper scripts below build too: the same specs give the same run ids in every process
@@ -118,7 +120,8 @@ def test_two_reproduce_launches_on_one_folder_train_each_run_once(tmp_path):
 HOLD = """
 import sys, time
 from pathlib import Path
-from explearn.sweep import RunStore, execute_group
+from explearn.store import RunStore  # noqa: E402
+from explearn.execution import execute_group
 
 store, mode, seeds = RunStore(sys.argv[1]), sys.argv[2], [int(s) for s in sys.argv[3:]]
 runs = [tiny_run(s) for s in seeds]
@@ -256,7 +259,8 @@ def test_outcomes_merge_and_describe():
 
 SLOW_SWEEP = """
 import sys
-from explearn.sweep import RunSpec, RunStore, run_sweep
+from explearn.store import RunStore  # noqa: E402
+from explearn.sweep import RunSpec, run_sweep
 
 SLOW = {"n_train": 256, "n_val": 8, "n_test": 8, "image_size": 32}  # about half a second per epoch
 if __name__ == "__main__":

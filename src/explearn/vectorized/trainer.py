@@ -16,6 +16,7 @@ there; with cuDNN's default TF32 convolutions, which round grouped and single co
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict
 from typing import Any, Mapping, Sequence
@@ -23,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from explearn.config import check_seed, from_dict, to_dict
+from explearn.config import check, check_seed, from_dict, to_dict
 from explearn.datasets.base import ExplanationDataset, Splits
 from explearn.errors import ConfigError, DataError
 from explearn.explain.attribution import ATTRIBUTION
@@ -31,8 +32,9 @@ from explearn.methods.base import METHODS, Batch, Method, right_reasons, wrong_r
 from explearn.metrics import minority_class
 from explearn.models import MODELS, check_model
 from explearn.models.base import eval_mode
+from explearn.run_config import TrainConfig
 from explearn.selection import Tracker, score_metric
-from explearn.train import (TrainConfig, TrainResult, _build_model, _device, _examples, _final_metrics, _progress,
+from explearn.train import (TrainResult, _build_model, _device, _examples, _final_metrics, _progress,
                             _record, _scores, batch_bounds, check_finite, curve_splits, protocol_metrics)
 from explearn.vectorized.methods import STACKED_METHODS, StackedBatch, StackedMethod, UpdateLogs
 from explearn.vectorized.stacked import model_state, repeat_for_models, stack_models, stacking_problem
@@ -78,11 +80,8 @@ def vectorizable(method: str, model: str = "small_cnn", model_options: Mapping[s
     return why_not_vectorizable(method, model, model_options, hparams) is None
 
 
-def train_many(datas: Splits | Sequence[Splits], seeds: Sequence[int], method: str = "two_stage", *,
-               hparams: Mapping[str, Any] | None = None, model: str = "small_cnn",
-               model_options: Mapping[str, Any] | None = None, epochs: int = 30, batch_size: int = 32,
-               select: str = "best_val", device: str | torch.device = "auto", curves: str = "val",
-               attributions: int = 0, quiet: bool = True, models_at_once: int | None = None) -> list[TrainResult]:
+def train_many(datas: Splits | Sequence[Splits], seeds: Sequence[int], method: str | TrainConfig = "two_stage", *,
+               quiet: bool = True, models_at_once: int | None = None, **options: Any) -> list[TrainResult]:
     """Train one model per seed, all at once, each exactly as ``train(datas[i], method, seeds[i], ...)`` would.
 
     The S models' parameters are stacked into (S, ...) tensors and every layer runs on all models' batches at
@@ -97,9 +96,11 @@ def train_many(datas: Splits | Sequence[Splits], seeds: Sequence[int], method: s
         datas: one ``Splits`` for every seed, or one per seed (e.g. a training set per run seed); all of the same
             image shape, classes, split sizes and mask shapes.
         seeds: the run seeds, one model each.
-        method, hparams, model, model_options, epochs, batch_size, select, device, curves, attributions: as for
-            ``train`` (the model by registered name).
+        method: a registered method name, or a ``TrainConfig`` whose ``seed`` is replaced by each of ``seeds``
+            (then no other setting may be given).
         quiet: no progress bar.
+        **options: the other fields of ``explearn.run_config.TrainConfig``, as for ``train`` (the model by
+            registered name).
         models_at_once: how many models share one stacked computation (the seeds are trained in consecutive
             groups of this size; the results do not depend on it). Default: all of them, except for
             convolutional models on CPU, 1: there the convolutions are compute-bound and larger stacks only
@@ -130,11 +131,20 @@ def train_many(datas: Splits | Sequence[Splits], seeds: Sequence[int], method: s
     if models_at_once is not None and models_at_once < 1:
         raise ConfigError(f"train_many: models_at_once must be >= 1, got {models_at_once}")
     _check_compatible(data_list)
-    reason = why_not_vectorizable(method, model, model_options, hparams, data_list[0].input_shape)
+    if isinstance(method, TrainConfig):
+        check(not options, "train_many", "a TrainConfig holds every setting: give it alone (and the seeds)")
+        base = method.training()
+    else:
+        if "device" in options:
+            options["device"] = str(options["device"])
+        for key in ("hparams", "model_options"):
+            options[key] = dict(options.get(key) or {})
+        base = TrainConfig.of(method, **options)
+    method, model = base.method, base.model
+    reason = why_not_vectorizable(method, model, base.model_options, base.hparams, data_list[0].input_shape)
     if reason is not None:
         raise ConfigError(f"train_many: {reason}; train these runs one by one with train()")
-    cfgs = [TrainConfig(method, seed, dict(hparams or {}), model, dict(model_options or {}), epochs, batch_size,
-                        select, str(device), curves, attributions) for seed in seeds]  # type: ignore[arg-type]
+    cfgs = [dataclasses.replace(base, seed=seed) for seed in seeds]
     method_cls = METHODS.get(method)
     for data in _distinct(data_list)[0]:
         if method_cls.uses_masks and not bool((data.train.has_mask | data.train.has_wrong_mask).any()):

@@ -1,0 +1,60 @@
+"""The floor plan holds: no module of explearn imports, directly or through others, a module that imports it back
+(issue 15). Imports inside functions count; those under ``if TYPE_CHECKING`` (annotations only) do not."""
+
+import ast
+from pathlib import Path
+
+import explearn
+
+ROOT = Path(explearn.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    return ".".join(("explearn", *path.relative_to(ROOT).with_suffix("").parts)).removesuffix(".__init__")
+
+
+def imports(path: Path, known: set[str]) -> set[str]:
+    """The explearn modules ``path`` imports anywhere but under ``if TYPE_CHECKING``."""
+    out = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and isinstance(child.test, ast.Name) and child.test.id == "TYPE_CHECKING":
+                continue
+            if isinstance(child, ast.ImportFrom) and child.module and child.module.startswith("explearn"):
+                for alias in child.names:
+                    full = f"{child.module}.{alias.name}"
+                    out.add(full if full in known else child.module)
+            elif isinstance(child, ast.Import):
+                out.update(a.name for a in child.names if a.name.startswith("explearn"))
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return {m for m in out if m in known}
+
+
+def test_no_import_cycles():
+    paths = {module_name(p): p for p in ROOT.rglob("*.py")}
+    graph = {name: imports(path, set(paths)) - {name} for name, path in paths.items()}
+    cycles = []
+
+    def walk(node: str, stack: list[str], seen: set[str]) -> None:
+        for nxt in sorted(graph[node]):
+            if nxt in stack:
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in seen:
+                seen.add(nxt)
+                walk(nxt, stack + [nxt], seen)
+
+    for name in sorted(graph):
+        walk(name, [name], {name})
+    assert len(graph) > 50 and not cycles, cycles[:5]
+
+
+def test_a_cycle_is_seen(tmp_path):
+    """The check can fail: two modules importing each other inside functions form a cycle."""
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("def f():\n    from explearn.b import g\n")
+    b.write_text("from explearn.a import f\n")
+    known = {"explearn.a", "explearn.b"}
+    assert imports(a, known) == {"explearn.b"} and imports(b, known) == {"explearn.a"}
