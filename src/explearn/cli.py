@@ -309,9 +309,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from explearn.datasets import load
     from explearn.outputs import check_output_folder, json_with
-    from explearn.train import _device, train
+    from explearn.train import resolve_device, train
 
-    _device(args.device)  # a device this machine lacks is reported before any data are made
+    resolve_device(args.device)  # a device this machine lacks is reported before any data are made
     if args.out:
         check_output_folder(args.out, "--out", targets=[Path(args.out) / "result.json"],
                             ours=json_with("config", "metrics"), what="a result.json written by `explearn train`")
@@ -357,7 +357,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from explearn.checkpoint import is_checkpoint, save_result
     from explearn.datasets import load
     from explearn.outputs import check_output_file
-    from explearn.train import _device, train
+    from explearn.train import resolve_device, train
 
     if Path(args.data_dir).is_file():
         raise ConfigError(f"DATA_DIR {args.data_dir}: is a file, not a folder; give the dataset folder (it holds "
@@ -371,7 +371,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise ConfigError("--backbone and --feature-layer go together: name your network's function and the layer "
                           "where its features f end")
     # what would fail after minutes of training is checked before the data are read
-    _device(args.device)
+    resolve_device(args.device)
     check_output_file(args.out, "--out", ours=is_checkpoint, what="an explearn checkpoint",
                       inputs=[Path(args.data_dir) / "labels.csv"])
     data = load("folder", seed=args.data_seed, root=args.data_dir, **options)  # with the options of every dataset

@@ -129,10 +129,10 @@ def train(data: Splits, method: str | TrainConfig = "two_stage", seed: int | Non
     if method_cls.uses_masks and not bool((data.train.has_mask | data.train.has_wrong_mask).any()):
         raise ConfigError(f"method {cfg.method!r} needs explanation masks (right- or wrong-reason), but no training "
                           "sample has one")
-    dev = _device(cfg.device)
+    dev = resolve_device(cfg.device)
 
     torch.manual_seed(cfg.seed)
-    net, model_config = _build_model(model, cfg, data)
+    net, model_config = build_model(model, cfg, data)
     # channels-last layout: same values, 1.3x faster training and 3.7x faster evaluation on CPU (benchmarks/), for
     # the registered models, which are tested in it; a user's network keeps the default layout, which its code
     # may assume (x.view(B, -1) fails on a channels-last map)
@@ -149,7 +149,7 @@ def train(data: Splits, method: str | TrainConfig = "two_stage", seed: int | Non
     shortcut = data.info.get("shortcut_splits")
     last = copy.deepcopy(algo.model.state_dict()) if "oracle" in fit.chosen else None  # the oracle's model
     algo.model.load_state_dict(fit.best_state)
-    metrics, predictions = _final_metrics(algo, splits, minority, shortcut)
+    metrics, predictions = final_metrics(algo, splits, minority, shortcut)
     protocols = protocol_metrics(algo, splits, minority, shortcut, fit.chosen, fit.best_state, fit.history,
                                  last, (fit.best_epoch, metrics))
     metrics.update({
@@ -162,7 +162,7 @@ def train(data: Splits, method: str | TrainConfig = "two_stage", seed: int | Non
         "model": model_config, "device": str(dev), "attribution": ATTRIBUTION,
     }
     config.pop("model_options")
-    examples = _examples(algo.model, splits["test"], cfg.attributions) if cfg.attributions else {}
+    examples = attribution_examples(algo.model, splits["test"], cfg.attributions) if cfg.attributions else {}
     return TrainResult(config, metrics, fit.history, predictions, examples, algo.model.cpu(), protocols)
 
 
@@ -217,7 +217,7 @@ def protocol_metrics(algo: Method, splits: dict[str, ExplanationDataset], minori
             metrics = {}
             for split, ds in splits.items():
                 if split != "train":
-                    metrics.update({f"{split}/{k}": v for k, v in _scores(_predict(algo, ds), ds, minority).items()})
+                    metrics.update({f"{split}/{k}": v for k, v in split_scores(_predict(algo, ds), ds, minority).items()})
             if shortcut:
                 metrics.update(shortcut_metrics(metrics, shortcut[0], shortcut[1], splits[shortcut[0]].n_classes))
         for r in history:
@@ -232,7 +232,7 @@ def protocol_metrics(algo: Method, splits: dict[str, ExplanationDataset], minori
 
 
 def _protocol_key(key: str) -> bool:
-    """Whether a final-metric key is one a protocol reports: the scores of an evaluation split (``_scores``) and
+    """Whether a final-metric key is one a protocol reports: the scores of an evaluation split (``split_scores``) and
     the shortcut's metrics."""
     split, _, metric = key.partition("/")
     if split == "shortcut":
@@ -245,21 +245,21 @@ def _fit(algo: Method, splits: dict[str, ExplanationDataset], cfg: TrainConfig, 
     order = torch.Generator().manual_seed(cfg.seed)  # data order: the run seed, never the method
     curves = curve_splits(splits, cfg.curves)
     history: list[dict[str, Any]] = []
-    _record(history, 0, _evaluate(algo, curves, minority))
+    record_scores(history, 0, _evaluate(algo, curves, minority))
     best_score, best_epoch, best_state = -1.0, 0, {}
     tracker = Tracker(score_metric(cfg.select), "val_intervened" in curves, "val_oracle" in curves,
                       keep_best=cfg.select == "last")
     train_seconds = 0.0
     start = time.perf_counter()
-    bar = _progress(cfg.epochs, quiet, f"{cfg.method} seed {cfg.seed}")
+    bar = progress_bar(cfg.epochs, quiet, f"{cfg.method} seed {cfg.seed}")
     for epoch in range(1, cfg.epochs + 1):
         tic = time.perf_counter()
         logs = _run_epoch(algo, splits["train"], cfg.batch_size, order)
         train_seconds += time.perf_counter() - tic
         check_finite(logs, algo.model.parameters(), epoch, cfg)
         scores = _evaluate(algo, curves, minority)
-        _record(history, epoch, scores)
-        _record(history, epoch, {"train": logs})
+        record_scores(history, epoch, scores)
+        record_scores(history, epoch, {"train": logs})
         score = scores["val"][score_metric(cfg.select)]
         if cfg.select == "last" or score > best_score:
             best_score, best_epoch, best_state = score, epoch, copy.deepcopy(algo.model.state_dict())
@@ -299,7 +299,7 @@ def check_finite(logs: Mapping[str, float], params: Any, epoch: int, cfg: TrainC
         )
 
 
-def _build_model(model: str | nn.Module, cfg: TrainConfig, data: Splits) -> tuple[nn.Module, dict[str, Any]]:
+def build_model(model: str | nn.Module, cfg: TrainConfig, data: Splits) -> tuple[nn.Module, dict[str, Any]]:
     if isinstance(model, nn.Module):
         if cfg.model_options:
             raise ConfigError("model_options apply to registered models only, not to a model instance")
@@ -327,7 +327,7 @@ def build_registered(name: str, builder: Any, options: Any, input_shape: tuple[i
                           f"{str(err).splitlines()[0]}") from None
 
 
-def _device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
     """The device named ``name`` (``auto``: CUDA if available, else CPU), checked to exist on this machine now,
     before any data or model is built (torch itself would only fail at the first tensor moved there).
 
@@ -400,7 +400,7 @@ def _logits(algo: Method, ds: ExplanationDataset, batch_size: int = 256) -> torc
     return torch.cat([algo.predict(ds.x[i:i + batch_size]) for i in range(0, len(ds), batch_size)])
 
 
-def _scores(pred: torch.Tensor, ds: ExplanationDataset, minority: int | None) -> dict[str, float]:
+def split_scores(pred: torch.Tensor, ds: ExplanationDataset, minority: int | None) -> dict[str, float]:
     """Accuracy, balanced accuracy, the accuracy of each class (``acc_class{k}``) and, only where the training
     classes are imbalanced (``minority`` is the class with the fewest training samples, None on balanced data),
     the minority class's accuracy (``minority_acc``). Shape: pred (N,)."""
@@ -413,10 +413,10 @@ def _scores(pred: torch.Tensor, ds: ExplanationDataset, minority: int | None) ->
 
 
 def _evaluate(algo: Method, splits: dict[str, ExplanationDataset], minority: int | None) -> dict[str, dict[str, float]]:
-    return {name: _scores(_predict(algo, ds), ds, minority) for name, ds in splits.items()}
+    return {name: split_scores(_predict(algo, ds), ds, minority) for name, ds in splits.items()}
 
 
-def _final_metrics(algo: Method, splits: dict[str, ExplanationDataset], minority: int | None,
+def final_metrics(algo: Method, splits: dict[str, ExplanationDataset], minority: int | None,
                    shortcut: tuple[str, str] | list[str] | None = None):
     """Scores, confidence (``ce``, ``max_prob``, ``margin``) and attribution metrics of every split, and the
     shortcut's reliance and worst-group accuracy where the data name an aligned and a swapped split (``shortcut``,
@@ -426,7 +426,7 @@ def _final_metrics(algo: Method, splits: dict[str, ExplanationDataset], minority
     for name, ds in splits.items():
         out = _logits(algo, ds)
         pred = out.argmax(1)
-        for key, value in {**_scores(pred, ds, minority), **confidence(out, ds.y)}.items():
+        for key, value in {**split_scores(pred, ds, minority), **confidence(out, ds.y)}.items():
             metrics[f"{name}/{key}"] = value
         if name != "train":
             predictions[name] = pred.cpu().tolist()
@@ -444,7 +444,7 @@ def _estimate(key: str, e: Estimate) -> dict[str, float]:
     return {key: e.mean, f"{key}_ci_low": e.ci_low, f"{key}_ci_high": e.ci_high, f"{key}_n": e.n}
 
 
-def _examples(model: nn.Module, test: ExplanationDataset, k: int) -> dict[str, Any]:
+def attribution_examples(model: nn.Module, test: ExplanationDataset, k: int) -> dict[str, Any]:
     """Images, masks, labels and attribution maps of the first k test images (4 significant digits)."""
     from explearn.explain.gradients import input_gradients
     from explearn.models.base import eval_mode
@@ -460,13 +460,13 @@ def _examples(model: nn.Module, test: ExplanationDataset, k: int) -> dict[str, A
             "mask": tolist(test.mask[:k]), "attribution": tolist(grad), "attribution_method": ATTRIBUTION}
 
 
-def _record(history: list[dict[str, Any]], epoch: int, scores: dict[str, dict[str, float]]) -> None:
+def record_scores(history: list[dict[str, Any]], epoch: int, scores: dict[str, dict[str, float]]) -> None:
     for split, values in scores.items():
         for metric, value in values.items():
             history.append({"epoch": epoch, "split": split, "metric": metric, "value": float(value)})
 
 
-def _progress(total: int, quiet: bool, desc: str):
+def progress_bar(total: int, quiet: bool, desc: str):
     if quiet:
         return None
     from tqdm.auto import tqdm

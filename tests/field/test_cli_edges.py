@@ -181,13 +181,13 @@ def test_absent_or_unknown_device(device, capsys):
 
 def test_cuda_index_beyond_the_machine(monkeypatch):
     """On a one-GPU machine (simulated: the check only asks torch.cuda), cuda:0 is fine and cuda:1 is refused."""
-    from explearn.train import _device
+    from explearn.train import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert _device("cuda:0") == torch.device("cuda:0") and _device("cuda") == torch.device("cuda")
+    assert resolve_device("cuda:0") == torch.device("cuda:0") and resolve_device("cuda") == torch.device("cuda")
     with pytest.raises(ConfigError, match=r"device 'cuda:1' does not exist: this machine has cpu, cuda:0"):
-        _device("cuda:1")
+        resolve_device("cuda:1")
 
 
 # --- paths and names ---------------------------------------------------------------------------------------------

@@ -34,8 +34,8 @@ from explearn.models import MODELS, check_model
 from explearn.models.base import eval_mode
 from explearn.run_config import TrainConfig
 from explearn.selection import Tracker, score_metric
-from explearn.train import (TrainResult, _build_model, _device, _examples, _final_metrics, _progress,
-                            _record, _scores, batch_bounds, check_finite, curve_splits, protocol_metrics)
+from explearn.train import (TrainResult, build_model, resolve_device, attribution_examples, final_metrics, progress_bar,
+                            record_scores, split_scores, batch_bounds, check_finite, curve_splits, protocol_metrics)
 from explearn.vectorized.methods import STACKED_METHODS, StackedBatch, StackedMethod, UpdateLogs
 from explearn.vectorized.stacked import model_state, repeat_for_models, stack_models, stacking_problem
 from explearn.version import __version__
@@ -150,7 +150,7 @@ def train_many(datas: Splits | Sequence[Splits], seeds: Sequence[int], method: s
         if method_cls.uses_masks and not bool((data.train.has_mask | data.train.has_wrong_mask).any()):
             raise ConfigError(f"method {method!r} needs explanation masks (right- or wrong-reason), but no training "
                               "sample has one")
-    dev = _device(cfgs[0].device)
+    dev = resolve_device(cfgs[0].device)
     if models_at_once is None:
         models_at_once = 1 if dev.type == "cpu" and _convolutional(cfgs[0], data_list[0]) else len(seeds)
     results: list[TrainResult] = []
@@ -172,7 +172,7 @@ def _train_together(data_list: list[Splits], cfgs: list[TrainConfig], dev: torch
     model_configs: list[dict[str, Any]] = []
     for cfg, data in zip(cfgs, data_list):
         torch.manual_seed(cfg.seed)  # as train(): the same initialisation per seed
-        net, model_config = _build_model(cfg.model, cfg, data)
+        net, model_config = build_model(cfg.model, cfg, data)
         algos.append(method_cls(check_model(net).to(dev, memory_format=torch.channels_last), hp, batches_per_epoch))
         model_configs.append(model_config)
     problem = stacking_problem(algos[0].model)
@@ -191,7 +191,7 @@ def _train_together(data_list: list[Splits], cfgs: list[TrainConfig], dev: torch
         splits = dev_splits[which[i]]
         shortcut = data.info.get("shortcut_splits")
         algo.model.load_state_dict(best[i])
-        metrics, predictions = _final_metrics(algo, splits, minority[i], shortcut)
+        metrics, predictions = final_metrics(algo, splits, minority[i], shortcut)
         protocols = protocol_metrics(algo, splits, minority[i], shortcut, chosen[i], best[i], histories[i], last[i],
                                      (best_epochs[i], metrics))
         metrics.update({
@@ -205,7 +205,7 @@ def _train_together(data_list: list[Splits], cfgs: list[TrainConfig], dev: torch
             "model": model_configs[i], "device": str(dev), "attribution": ATTRIBUTION,
         }
         config.pop("model_options")
-        examples = _examples(algo.model, splits["test"], cfg.attributions) if cfg.attributions else {}
+        examples = attribution_examples(algo.model, splits["test"], cfg.attributions) if cfg.attributions else {}
         results.append(TrainResult(config, metrics, histories[i], predictions, examples, algo.model.cpu(), protocols))
     return results
 
@@ -251,7 +251,7 @@ class _Fit:
         orders = [torch.Generator().manual_seed(seed) for seed in self.seeds]  # data order: each run seed
         histories: list[list[dict[str, Any]]] = [[] for _ in range(self.n)]
         for i, scores in enumerate(self._evaluate()):
-            _record(histories[i], 0, scores)
+            record_scores(histories[i], 0, scores)
         params = dict(self.net.named_parameters())
         best = {name: p.detach().clone() for name, p in params.items()}
         best_score, best_epoch = [-1.0] * self.n, [0] * self.n
@@ -259,7 +259,7 @@ class _Fit:
                             keep_best=cfg.select == "last") for _ in range(self.n)]
         train_seconds = 0.0
         start = time.perf_counter()
-        bar = _progress(cfg.epochs, quiet, f"{cfg.method} seeds {self.seeds[0]}..{self.seeds[-1]} ({self.n} at once)")
+        bar = progress_bar(cfg.epochs, quiet, f"{cfg.method} seeds {self.seeds[0]}..{self.seeds[-1]} ({self.n} at once)")
         for epoch in range(1, cfg.epochs + 1):
             tic = time.perf_counter()
             logs = self._run_epoch(orders)
@@ -269,8 +269,8 @@ class _Fit:
             scores = self._evaluate()
             improved = []
             for i in range(self.n):
-                _record(histories[i], epoch, scores[i])
-                _record(histories[i], epoch, {"train": logs[i]})
+                record_scores(histories[i], epoch, scores[i])
+                record_scores(histories[i], epoch, {"train": logs[i]})
                 score = scores[i]["val"][score_metric(cfg.select)]
                 if cfg.select == "last" or score > best_score[i]:
                     best_score[i], best_epoch[i] = score, epoch
@@ -308,7 +308,7 @@ class _Fit:
         for name, x in self.curve_x.items():
             pred = self._logits(x).argmax(-1).cpu()  # (S, N)
             for i in range(self.n):
-                out[i][name] = _scores(pred[i], self.cpu_splits[self.which[i]][name], self.minority[i])
+                out[i][name] = split_scores(pred[i], self.cpu_splits[self.which[i]][name], self.minority[i])
         return out
 
     @torch.no_grad()
@@ -370,7 +370,7 @@ def _epoch_means(updates: list[UpdateLogs], n: int) -> list[dict[str, float]]:
 def _convolutional(cfg: TrainConfig, data: Splits) -> bool:
     """Whether the run's model has convolutions (built aside: the global random state is left as it was)."""
     with torch.random.fork_rng(devices=[]):
-        net = _build_model(cfg.model, cfg, data)[0]
+        net = build_model(cfg.model, cfg, data)[0]
     return any(isinstance(m, nn.Conv2d) for m in net.modules())
 
 
