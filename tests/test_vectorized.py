@@ -21,7 +21,7 @@ import torch
 from explearn import ConfigError, DataError, datasets, train
 from explearn.datasets.base import ExplanationDataset, Splits
 from explearn.vectorized import train_many, vectorizable, why_not_vectorizable
-from explearn.vectorized.optim import StackedAdam, StackedSGD
+from explearn.methods.stacked_optim import StackedAdam, StackedSGD
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -172,10 +172,11 @@ def test_mlp_on_decoy_like_data(method):
 def test_the_gpu_code_path_on_cpu(tiny, monkeypatch, method):
     # on a GPU, convolutions run as one grouped convolution and per-model losses under vmap: the same models up to
     # float rounding (checked here on CPU, where that path is not the default)
-    from explearn.vectorized import methods, stacked
+    from explearn.methods import stacking
+    from explearn.vectorized import stacked
 
     monkeypatch.setattr(stacked.StackedConv2d, "grouped", True)
-    monkeypatch.setattr(methods, "per_model", lambda fn, *args: torch.vmap(fn)(*args))
+    monkeypatch.setattr(stacking, "_vmap", lambda first: True)
     results = train_many(tiny, SEEDS, method, **ALL, **RUN)
     for seed, result in zip(SEEDS, results):
         assert_same_run(result, train(tiny, method, seed, quiet=True, **RUN))

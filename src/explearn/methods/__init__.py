@@ -1,14 +1,24 @@
-"""Training methods, one file per family, each registered by name in ``METHODS``."""
+"""Training methods, one file per family, each registered by name in ``METHODS`` (and, where it has one, its
+stacked form for seed-vectorised training in ``stacking.STACKED_METHODS``). Every module of this package is
+imported here, so a new method is one file: its class, settings and stacked form, registered where they are
+defined (docs/design.md, "Methods")."""
 
-from explearn.methods import counterexamples, hint, joint, rrr, rrr_gradcam, standard, two_stage  # noqa: F401
-from explearn.methods.base import METHODS, Batch, Method, OptimHParams, masked_input
-from explearn.methods.counterexamples import Counterexamples, CounterexamplesHParams
-from explearn.methods.hint import HINT, HINTHParams, hint_loss
-from explearn.methods.joint import Joint, JointHParams
-from explearn.methods.rrr import RRR, RRRHParams, input_gradient_penalty, rrr_forward, rrr_objective, rrr_penalty
-from explearn.methods.rrr_gradcam import RRRGradCAM, RRRGradCAMHParams, gradcam_penalty
-from explearn.methods.standard import Standard
-from explearn.methods.two_stage import AlternationSchedule, TwoStage, TwoStageHParams, TwoStageNoMapping
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+from explearn.methods.base import METHODS, Batch, Method, OptimHParams, masked_input  # noqa: E402
+from explearn.methods.counterexamples import Counterexamples, CounterexamplesHParams  # noqa: E402
+from explearn.methods.hint import HINT, HINTHParams, hint_loss  # noqa: E402
+from explearn.methods.joint import Joint, JointHParams  # noqa: E402
+from explearn.methods.rrr import (RRR, RRRHParams, input_gradient_penalty, rrr_forward, rrr_objective,  # noqa: E402
+                                  rrr_penalty)
+from explearn.methods.rrr_gradcam import RRRGradCAM, RRRGradCAMHParams, gradcam_penalty  # noqa: E402
+from explearn.methods.standard import Standard  # noqa: E402
+from explearn.methods.two_stage import (AlternationSchedule, TwoStage, TwoStageHParams,  # noqa: E402
+                                        TwoStageNoMapping)
 
 __all__ = [
     "METHODS", "AlternationSchedule", "Batch", "Counterexamples", "CounterexamplesHParams", "HINT", "HINTHParams",

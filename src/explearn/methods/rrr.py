@@ -3,6 +3,7 @@ cross-entropy plus a penalty on input gradients that fall on the wrong reasons."
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -11,6 +12,7 @@ from torch import nn
 from explearn.config import check, setting
 from explearn.explain.gradients import log_prob_gradients
 from explearn.methods.base import METHODS, Batch, Method, OptimHParams, label_loss, step, wrong_reasons
+from explearn.methods.stacking import STACKED_METHODS, StackedBatch, StackedMethod, UpdateLogs, per_model
 from explearn.models.base import logits
 
 
@@ -93,3 +95,27 @@ class RRR(Method):
         loss, penalty = rrr_objective(ce, per_sample, has, self.hparams.lam)
         norm = step(self.optimizer, loss, self.params)
         return {"ce": ce.item(), "rrr_penalty": penalty.item(), "grad_norm": norm}
+
+
+@STACKED_METHODS.register("rrr")
+class StackedRRR(StackedMethod):
+    """``RRR``: cross-entropy plus lam times the input-gradient penalty on the wrong reasons, by double backprop.
+
+    The input gradient of the flattened batch comes from one ``autograd.grad`` of the summed log-probabilities of
+    all models (``rrr_forward`` on the stacked model): sample i's gradient is that of its own model.
+    """
+
+    method_cls = RRR
+
+    def __init__(self, net: nn.Module, hparams: RRRHParams, batches_per_epoch: int, n_models: int) -> None:
+        super().__init__(net, hparams, batches_per_epoch, n_models)
+        self.optimizer = self.make_optimizer(self.params, hparams.lr)
+
+    def update(self, batch: StackedBatch) -> UpdateLogs:
+        logits, penalty = rrr_forward(self.net, batch.get("x"), batch.get("wrong"))  # one forward, as ``RRR``
+        ce = per_model(label_loss, batch.per_model(logits), batch.per_model(batch.get("y")))  # (S,)
+        penalty = batch.per_model(penalty)  # (S, B)
+        objective = functools.partial(rrr_objective, lam=self.hparams.lam)
+        loss, penalty = per_model(objective, ce, penalty, batch.per_model(batch.get("has_wrong")))
+        norm = self.optimizer.minimize(loss.sum())
+        return [{"ce": ce.detach(), "rrr_penalty": penalty.detach(), "grad_norm": norm}]

@@ -10,7 +10,7 @@ stage-2 steps for a block of batches follow that block's stage-1 steps (blocks o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import nn
@@ -19,6 +19,8 @@ from explearn.config import check, setting
 from explearn.losses.alignment import AlignmentLoss
 from explearn.methods.base import (METHODS, Batch, Method, OptimHParams, check_float32, cross_entropy, label_loss,
                                    masked_input, right_reasons, step)
+from explearn.methods.stacking import (STACKED_METHODS, BlockLogs, StackedBatch, StackedMethod, UpdateLogs,
+                                       per_model)
 from explearn.models.base import classify, eval_mode, parameters_of
 from explearn.models.mapping import IdentityMapping
 
@@ -230,3 +232,88 @@ class TwoStageNoMapping(TwoStage):
     def __init__(self, model: nn.Module, hparams: AlternationHParams, batches_per_epoch: int) -> None:
         model.mapping = IdentityMapping()
         super().__init__(model, hparams, batches_per_epoch)
+
+
+@STACKED_METHODS.register("two_stage")
+class StackedTwoStage(StackedMethod):
+    """``TwoStage``: stage 1 cross-entropy on all parameters, stage 2 misalignment on the mapping layer, in
+    ``AlternationSchedule``'s order; each stage with its own optimiser."""
+
+    method_cls = TwoStage
+
+    def __init__(self, net: nn.Module, hparams: TwoStageHParams, batches_per_epoch: int, n_models: int) -> None:
+        super().__init__(net, hparams, batches_per_epoch, n_models)
+        self.align = hparams.alignment()
+        self.schedule = AlternationSchedule.from_hparams(hparams, batches_per_epoch)
+        self.optimizer = self.make_optimizer(self.params, hparams.lr)
+        stage_two_params = parameters_of(net, self.method_cls.stage_two_part)
+        self.stage_two_optimizer = (self.make_optimizer(stage_two_params, hparams.lr * hparams.lr_ratio)
+                                    if stage_two_params else None)
+        self.prediction: Callable = self.method_cls.stage_two_features
+        self._pending: list[StackedBatch] = []
+        self._batch_index = 0
+
+    def update(self, batch: StackedBatch) -> UpdateLogs:
+        if getattr(self.hparams, "order", "stage1_first") == "stage2_first":
+            return self.shared_step(batch)
+        ce = self.label_losses(batch)
+        norm = self.optimizer.minimize(ce.sum())
+        logs: UpdateLogs = [{"ce": ce.detach(), "grad_norm_stage1": norm}]
+        self._pending.append(batch)
+        if self.schedule.flush_after(self._batch_index):
+            logs += self._flush()
+        self._batch_index += 1
+        return logs
+
+    def end_epoch(self) -> UpdateLogs:
+        logs = self._flush()
+        self._batch_index = 0
+        return logs
+
+    def shared_step(self, batch: StackedBatch) -> UpdateLogs:
+        """``TwoStage.shared_step``: one forward of f(x) for both stages, stage 2 first on it detached."""
+        z = self.net.features(batch.get("x"))
+        step_two = self.stage_two(batch, features=z.detach())
+        logits = batch.per_model(classify(self.net, self.net.mapping(z)))  # (S, B, K)
+        ce = per_model(label_loss, logits, batch.per_model(batch.get("y")))
+        norm = self.optimizer.minimize(ce.sum())
+        logs: UpdateLogs = [{"ce": ce.detach(), "grad_norm_stage1": norm}]
+        return logs + ([BlockLogs([step_two])] if step_two is not None else [])
+
+    def stage_two(self, batch: StackedBatch,
+                  features: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
+        """One misalignment step of every model whose batch has a mask (``TwoStage.stage_two``); None if none has.
+
+        A model's loss is the mean over the samples with a mask, as ``TwoStage`` computes it on ``x[keep]``.
+        ``features``: f(x) of the flattened batch, detached (``shared_step``).
+        """
+        if self.stage_two_optimizer is None or not bool(batch.any_right.any()):
+            return None
+        x, right, keep = batch.get("x"), batch.get("right"), batch.get("has_right")
+        target = alignment_target(self.net, x, right, self.hparams.fill)
+        prediction = self.prediction(self.net, x) if features is None else self.net.mapping(features)
+        per_sample = batch.per_model(self.align.per_sample(prediction, target))  # (S, B)
+        if batch.all_right:
+            loss = per_model(torch.mean, per_sample)
+        else:  # the mean over the samples with a mask (0 for a model without any: it does not step)
+            keep = batch.per_model(keep)
+            if per_sample.device.type == "cpu":  # as TwoStage: the mean of the kept samples' losses
+                loss = torch.stack([values[kept].mean() if any_ else values.new_zeros(())
+                                    for values, kept, any_ in zip(per_sample, keep, batch.any_right.tolist())])
+            else:
+                loss = torch.where(keep, per_sample, 0.0).sum(1) / keep.sum(1).clamp_min(1)
+        active = None if bool(batch.any_right.all()) else batch.any_right
+        norm = self.stage_two_optimizer.minimize(loss.sum(), active)
+        return {"align_loss": loss.detach(), "grad_norm_stage2": norm}, batch.any_right
+
+    def _flush(self) -> UpdateLogs:
+        steps = [s for s in (self.stage_two(b) for b in self._pending) if s is not None]
+        self._pending = []
+        return [BlockLogs(steps)] if steps else []
+
+
+@STACKED_METHODS.register("two_stage_no_mapping")
+class StackedTwoStageNoMapping(StackedTwoStage):
+    """``TwoStageNoMapping``: stage 2 trains the feature extractor (the models come without a mapping layer)."""
+
+    method_cls = TwoStageNoMapping

@@ -29,6 +29,7 @@ from explearn.datasets.base import ExplanationDataset, Splits
 from explearn.errors import ConfigError, DataError
 from explearn.explain.attribution import ATTRIBUTION
 from explearn.methods.base import METHODS, Batch, Method, right_reasons, wrong_reasons
+from explearn.methods.stacking import STACKED_METHODS, StackedBatch, StackedMethod, UpdateLogs
 from explearn.metrics import minority_class
 from explearn.models import MODELS, check_model
 from explearn.models.base import eval_mode
@@ -36,7 +37,6 @@ from explearn.run_config import TrainConfig
 from explearn.selection import Tracker, score_metric
 from explearn.train import (TrainResult, build_model, resolve_device, attribution_examples, final_metrics, progress_bar,
                             record_scores, split_scores, batch_bounds, check_finite, curve_splits, protocol_metrics)
-from explearn.vectorized.methods import STACKED_METHODS, StackedBatch, StackedMethod, UpdateLogs
 from explearn.vectorized.stacked import model_state, repeat_for_models, stack_models, stacking_problem
 from explearn.version import __version__
 
