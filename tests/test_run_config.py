@@ -65,3 +65,47 @@ def test_a_run_is_its_training_config_and_its_data():
         TrainConfig(method="standard", seed=1, epochs=2), hparams=run.hparams, model_options=run.model_options)
     assert "device" not in run.config() and RunSpec.from_config(run.config()).run_id == run.run_id
     assert set(run.config()) == set(training_fields()) - {"device"} | {"dataset", "data_options", "data_seed"}
+
+
+def test_newcomer_findings_on_the_python_api():
+    """The second newcomer's findings on train / train_many with the one configuration."""
+    import numpy as np
+
+    from explearn.models import small_cnn
+    from explearn.vectorized import train_many
+
+    data = datasets.triangles(seed=0, **TINY)
+    torch.manual_seed(0)
+    net = small_cnn(data.input_shape, data.n_classes)
+    cfg = TrainConfig(method="standard", epochs=1)
+    assert train(data, cfg, model=net, quiet=True).config["model"]["name"] == "custom"  # your network beside it
+    with pytest.raises(ConfigError, match="model must be a registered name.*train\\(data, config, model=net\\)"):
+        TrainConfig(model=net)
+    with pytest.raises(ConfigError, match=r"hparams must be a mapping of setting -> value"):
+        train(data, "rrr", hparams="lam=1")
+    with pytest.raises(ConfigError, match="the run seeds are the list `seeds`"):
+        train_many(data, [0, 1], "standard", seed=5)
+    with pytest.raises(ConfigError, match="models_at_once must be an integer >= 1"):
+        train_many(data, [0, 1], "standard", epochs=1, models_at_once="2")
+    with pytest.raises(ConfigError, match="did you mean 'standard'") as err:
+        train_many(data, [0, 1], "standrd", epochs=1)
+    assert "one by one" not in str(err.value)  # not a vectorisation limit: train() refuses it too
+    assert len(train_many(data, np.arange(2), "standard", epochs=1)) == 2  # seeds as an array
+
+
+def test_newcomer_findings_on_the_command_line(tmp_path, capsys):
+    from explearn.cli import main
+    from tests.field.image_folders import make_folder
+
+    for argv, said in ((["train", "--methd", "standard"], "--methd (did you mean --method?)"),
+                       (["train", "--epoch", "1"], "--epoch (did you mean --epochs?)"),  # no abbreviations
+                       (["fit", "somewhere", "--curves", "all"], "unrecognized arguments: --curves")):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2 and said in capsys.readouterr().err
+    root = make_folder(tmp_path / "d", n=12, split=False)
+    assert main(["fit", str(root), "--backbone", "x:y", "--feature-layer", "a", "--model", "mlp"]) == 2
+    assert "with --backbone your function builds the network" in capsys.readouterr().err
+    assert main(["fit", str(root), "--model-opt", "hidden=3", "--out", str(tmp_path / "m.pt")]) == 2
+    assert "unknown setting 'hidden' (did you mean 'mapping_hidden'?) for --model-opt" in capsys.readouterr().err
+    assert not (tmp_path / "m.pt").exists()

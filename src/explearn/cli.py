@@ -16,7 +16,10 @@ from explearn.run_config import training_fields
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # a mistyped option: said by the command's own parser, with the closest options it has
+        _unrecognized(parser, list(sys.argv[1:] if argv is None else argv), extra)
+    args.argv = None if argv is None else list(argv)  # what was typed (fit tells given options from defaults)
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
@@ -40,6 +43,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 #: the exit code of a command stopped by Ctrl-C (SIGINT), as shells report it: 128 + 2
 INTERRUPTED = 130
+
+
+def _unrecognized(parser: argparse.ArgumentParser, argv: list[str], extra: list[str]) -> None:
+    """Exit as argparse does (status 2), naming each unknown argument and the closest option of the command."""
+    import difflib
+
+    commands = parser._explearn_commands  # type: ignore[attr-defined]
+    command = next((a for a in argv if a in commands), None)
+    target = commands.get(command, parser)
+    known = [s for action in target._actions for s in action.option_strings]
+    parts = []
+    for word in extra:
+        close = difflib.get_close_matches(word.split("=")[0], known, n=1) if word.startswith("-") else []
+        parts.append(f"{word} (did you mean {close[0]}?)" if close else word)
+    target.error(f"unrecognized arguments: {' '.join(parts)}")
 
 
 def _seed(text: str) -> int:
@@ -69,15 +87,24 @@ def _path(text: str) -> str:
     return text
 
 
+class _NoAbbreviations(argparse.ArgumentParser):
+    """A command's parser: options are spelled out (``--epoch`` is not taken for ``--epochs``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="explearn",
         description="Train classifiers from labels plus explanation masks (Tao and Shokri, arXiv 2507.04788).",
     )
     from explearn.version import __version__
 
     parser.add_argument("--version", action="version", version=f"explearn {__version__}")
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_NoAbbreviations)
+    parser._explearn_commands = sub.choices  # type: ignore[attr-defined]  # name -> the command's parser
 
     p = sub.add_parser("list", help="list datasets, mask transforms, methods, alignment losses, normalisations, models, "
                                     "mapping layers",
@@ -119,8 +146,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="data seed: the train/val/test split when labels.csv has no split column (default 0)")
     p.add_argument("--data", action="append", metavar="KEY=VALUE",
                    help="a folder option, e.g. --data normalize=imagenet --data val_fraction=0.25")
-    # photos: a residual network, and the epoch chosen by balanced accuracy (robust to imbalanced classes)
-    _training_arguments(p, model="small_resnet", select="best_val_balanced")
+    # photos: a residual network, and the epoch chosen by balanced accuracy (robust to imbalanced classes); a
+    # checkpoint keeps neither curves nor attribution examples, so fit offers no option for them
+    _training_arguments(p, exclude=("curves", "attributions"), model="small_resnet", select="best_val_balanced")
     p.set_defaults(run=_cmd_fit)
 
     p = sub.add_parser("predict", help="predicted labels and class probabilities of images, as CSV",
@@ -199,9 +227,10 @@ def _parser() -> argparse.ArgumentParser:
 OPTIONS = tuple(name for name in training_fields() if name not in ("hparams", "model_options"))
 
 
-def _training_arguments(p: argparse.ArgumentParser, **defaults: object) -> None:
+def _training_arguments(p: argparse.ArgumentParser, exclude: tuple[str, ...] = (), **defaults: object) -> None:
     """The arguments of the commands that train one model (train, fit), generated from ``TrainConfig``'s fields,
-    defaults and help (``defaults`` replaces a default for one command); ``_training_options`` reads them."""
+    defaults and help (``defaults`` replaces a default for one command; ``exclude``: fields the command does not
+    offer); ``_training_options`` reads them."""
     import dataclasses
     import typing
 
@@ -209,7 +238,7 @@ def _training_arguments(p: argparse.ArgumentParser, **defaults: object) -> None:
 
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     hints = typing.get_type_hints(TrainConfig)
-    for name in OPTIONS:
+    for name in (n for n in OPTIONS if n not in exclude):
         default = defaults.get(name, training_default(name))
         kwargs: dict = {"default": default, "help": f"{fields[name].metadata['help']} (default {default})"}
         if name == "seed":
@@ -236,7 +265,8 @@ def _threads_argument(p: argparse.ArgumentParser) -> None:
 
 def _training_options(args: argparse.Namespace) -> dict:
     """``train``'s keyword arguments from ``_training_arguments`` but method, seed and model (given apart)."""
-    return {**{name: getattr(args, name) for name in OPTIONS if name not in ("method", "seed", "model")},
+    return {**{name: getattr(args, name) for name in OPTIONS
+               if name not in ("method", "seed", "model") and hasattr(args, name)},
             "hparams": parse_assignments(args.hp, "--hp"),
             "model_options": parse_assignments(args.model_opt, "--model-opt"), "quiet": args.quiet}
 
@@ -370,6 +400,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if (args.backbone is None) != (args.feature_layer is None):
         raise ConfigError("--backbone and --feature-layer go together: name your network's function and the layer "
                           "where its features f end")
+    given = set(sys.argv[1:] if args.argv is None else args.argv)
+    if args.backbone is not None and ({"--model", "--model-opt"} & {a.split("=")[0] for a in given}):
+        raise ConfigError("--model and --model-opt choose and set a registered model; with --backbone your function "
+                          "builds the network: leave them out")
+    if args.backbone is None and args.model_opt:  # checked now, not after the data are read
+        from explearn.config import from_dict
+        from explearn.models import MODELS
+
+        from_dict(MODELS.get(args.model)[1], parse_assignments(args.model_opt, "--model-opt"), "--model-opt")
     # what would fail after minutes of training is checked before the data are read
     resolve_device(args.device)
     check_output_file(args.out, "--out", ours=is_checkpoint, what="an explearn checkpoint",

@@ -5,10 +5,12 @@ data seed), hashed into the run id under which sweeps store it.
 Every field is written here once, with its default, its checks and its help. ``train`` and ``train_many`` take its
 fields as keywords (or a whole ``TrainConfig``), the command line's ``train`` and ``fit`` generate their training
 options from it (``cli``), the experiment specs take their defaults from it (``specs``), and a sweep's run carries
-one (``RunSpec``; ``execution.execute_run`` trains it). Nothing here imports torch or the training code.
+one (``RunSpec``; ``execution.execute_run`` trains it). This module imports neither torch nor the training code
+(importing the ``explearn`` package does).
 
-A new field is written here and read where training uses it (``train.py``): the keywords, the command line, the
-specs and the sweeps take it from here. Note that it joins every run's identity (``RunSpec.config``), so stored
+A new field is written here and read where training uses it (``train.py``, and the stacked loop of
+``vectorized/trainer.py``, or ``train_many`` would ignore it): the keywords, the command line, the specs and the
+sweeps take it from here. Note that it joins every run's identity (``RunSpec.config``), so stored
 runs would be trained again: the tests pin the ids of stored runs (``tests/test_sweep.py``).
 """
 
@@ -57,6 +59,15 @@ class TrainConfig:
     attributions: int = setting(0, "test images whose attribution maps are stored with the result")
 
     def __post_init__(self) -> None:
+        for key in ("method", "model"):  # names; a network of your own goes to train(..., model=net) beside these
+            check(isinstance(getattr(self, key), str), "train",
+                  f"{key} must be a registered name (a string), got {type(getattr(self, key)).__name__}"
+                  + ("; pass your own network as train(data, config, model=net)" if key == "model" else ""))
+        for key in ("hparams", "model_options"):
+            value = getattr(self, key)
+            check(value is None or isinstance(value, Mapping), "train",
+                  f"{key} must be a mapping of setting -> value (e.g. {{'lam': 10.0}}), got {value!r}")
+            object.__setattr__(self, key, dict(value or {}))
         object.__setattr__(self, "seed", check_seed(self.seed, "train: run seed"))  # numpy integers become int
         for key in ("epochs", "batch_size", "attributions"):
             value = getattr(self, key)

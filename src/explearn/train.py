@@ -7,6 +7,7 @@ every split after every epoch, and keeps the model of the epoch chosen on the va
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -112,14 +113,16 @@ def train(data: Splits, method: str | TrainConfig = "two_stage", seed: int | Non
         ConfigError: an unknown setting (with the closest known name) or a bad value.
     """
     if isinstance(method, TrainConfig):
-        check(seed is None and model is None and not options, "train",
-              "a TrainConfig holds every setting: give it alone (or a method name and keywords)")
+        check(seed is None and not options and (model is None or isinstance(model, nn.Module)), "train",
+              "a TrainConfig holds every setting: give it alone (or a method name and keywords); only your own "
+              "network may go beside it, as model=net")
         cfg = method.training()
+        if isinstance(model, nn.Module):
+            cfg = dataclasses.replace(cfg, model="custom")
     else:
+        check(isinstance(method, str), "train", f"method must be a registered name or a TrainConfig, got {method!r}")
         if "device" in options:
             options["device"] = str(options["device"])  # a torch.device is welcome too
-        for key in ("hparams", "model_options"):
-            options[key] = dict(options.get(key) or {})
         cfg = TrainConfig.of(method, seed=0 if seed is None else seed,
                              model=(model if isinstance(model, str) else "custom") if model is not None
                              else training_default("model"), **options)

@@ -116,6 +116,8 @@ def train_many(datas: Splits | Sequence[Splits], seeds: Sequence[int], method: s
             BatchNorm, a method without a vectorised form), or any setting ``train`` rejects.
         DataError: datasets of different shapes or sizes.
     """
+    if hasattr(seeds, "tolist") and not isinstance(seeds, (str, bytes)):  # a numpy array or a tensor of seeds
+        seeds = seeds.tolist()
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
         raise ConfigError(f"train_many: seeds must be a list of run seeds, got {seeds!r}")
     seeds = [check_seed(s, f"train_many: seeds[{i}]") for i, s in enumerate(seeds)]
@@ -128,24 +130,29 @@ def train_many(datas: Splits | Sequence[Splits], seeds: Sequence[int], method: s
     data_list = [datas] * len(seeds) if isinstance(datas, Splits) else list(datas)
     if len(data_list) != len(seeds):
         raise ConfigError(f"train_many: {len(data_list)} datasets for {len(seeds)} seeds; give one, or one per seed")
-    if models_at_once is not None and models_at_once < 1:
-        raise ConfigError(f"train_many: models_at_once must be >= 1, got {models_at_once}")
+    if models_at_once is not None and (isinstance(models_at_once, bool) or not isinstance(models_at_once, int)
+                                       or models_at_once < 1):
+        raise ConfigError(f"train_many: models_at_once must be an integer >= 1, got {models_at_once!r}")
     _check_compatible(data_list)
+    check("seed" not in options, "train_many", "the run seeds are the list `seeds`, one model each; no seed=")
     if isinstance(method, TrainConfig):
         check(not options, "train_many", "a TrainConfig holds every setting: give it alone (and the seeds)")
         base = method.training()
     else:
+        check(isinstance(method, str), "train_many", f"method must be a registered name or a TrainConfig, got "
+                                                     f"{method!r}")
         if "device" in options:
             options["device"] = str(options["device"])
-        for key in ("hparams", "model_options"):
-            options[key] = dict(options.get(key) or {})
         base = TrainConfig.of(method, **options)
     method, model = base.method, base.model
+    # what train() would refuse too is said as train() says it (names with suggestions), not as a vectorisation limit
+    method_cls = METHODS.get(method)
+    from_dict(method_cls.HParams, base.hparams, f"method {method!r}")
+    MODELS.get(model)
     reason = why_not_vectorizable(method, model, base.model_options, base.hparams, data_list[0].input_shape)
     if reason is not None:
         raise ConfigError(f"train_many: {reason}; train these runs one by one with train()")
     cfgs = [dataclasses.replace(base, seed=seed) for seed in seeds]
-    method_cls = METHODS.get(method)
     for data in _distinct(data_list)[0]:
         if method_cls.uses_masks and not bool((data.train.has_mask | data.train.has_wrong_mask).any()):
             raise ConfigError(f"method {method!r} needs explanation masks (right- or wrong-reason), but no training "
