@@ -160,13 +160,20 @@ def train(data: Splits, method: str | TrainConfig = "two_stage", seed: int | Non
         "time/total_s": fit.seconds,  # training and per-epoch evaluation
         "time/epoch_s": fit.train_seconds / cfg.epochs,  # training steps only
     })
-    config = {
-        "version": __version__, "data": dict(data.info), **asdict(cfg), "hparams": to_dict(hp),
-        "model": model_config, "device": str(dev), "attribution": ATTRIBUTION,
-    }
-    config.pop("model_options")
+    config = result_config(data, cfg, hp, model_config, dev)
     examples = attribution_examples(algo.model, splits["test"], cfg.attributions) if cfg.attributions else {}
     return TrainResult(config, metrics, fit.history, predictions, examples, algo.model.cpu(), protocols)
+
+
+def result_config(data: Splits, cfg: TrainConfig, hp: Any, model_config: dict[str, Any],
+                  dev: torch.device) -> dict[str, Any]:
+    """``TrainResult.config``: the version, the data's ``info``, every field of ``cfg`` with the method's settings
+    resolved (``hp``), the model as built and the device it trained on. ``train_many`` writes the same, so that
+    stored results of either are interchangeable."""
+    config = {"version": __version__, "data": dict(data.info), **asdict(cfg), "hparams": to_dict(hp),
+              "model": model_config, "device": str(dev), "attribution": ATTRIBUTION}
+    config.pop("model_options")
+    return config
 
 
 @dataclass

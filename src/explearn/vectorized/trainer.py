@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import asdict
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from explearn.config import check, check_seed, from_dict, to_dict
+from explearn.config import check, check_seed, from_dict
 from explearn.datasets.base import ExplanationDataset, Splits
 from explearn.errors import ConfigError, DataError
-from explearn.explain.attribution import ATTRIBUTION
 from explearn.methods.base import METHODS, Batch, Method, right_reasons, wrong_reasons
 from explearn.methods.stacking import STACKED_METHODS, StackedBatch, StackedMethod, UpdateLogs
 from explearn.metrics import minority_class
@@ -35,10 +33,10 @@ from explearn.models import MODELS, check_model
 from explearn.models.base import eval_mode
 from explearn.run_config import TrainConfig
 from explearn.selection import Tracker, score_metric
-from explearn.train import (TrainResult, build_model, resolve_device, attribution_examples, final_metrics, progress_bar,
-                            record_scores, split_scores, batch_bounds, check_finite, curve_splits, protocol_metrics)
+from explearn.train import (TrainResult, attribution_examples, batch_bounds, build_model, check_finite, curve_splits,
+                            final_metrics, progress_bar, protocol_metrics, record_scores, resolve_device, result_config,
+                            split_scores)
 from explearn.vectorized.stacked import model_state, repeat_for_models, stack_models, stacking_problem
-from explearn.version import __version__
 
 #: Samples (over all models) per evaluation forward pass: bounds the activations held at once.
 EVAL_SAMPLES = 2048
@@ -207,11 +205,7 @@ def _train_together(data_list: list[Splits], cfgs: list[TrainConfig], dev: torch
             "time/epoch_s": train_s / cfg.epochs / n,  # training steps only, per model
             "time/vectorized": n,  # models trained together
         })
-        config = {  # exactly train()'s config, so that run ids and stored results are interchangeable
-            "version": __version__, "data": dict(data.info), **asdict(cfg), "hparams": to_dict(hp),
-            "model": model_configs[i], "device": str(dev), "attribution": ATTRIBUTION,
-        }
-        config.pop("model_options")
+        config = result_config(data, cfg, hp, model_configs[i], dev)  # train()'s own: results are interchangeable
         examples = attribution_examples(algo.model, splits["test"], cfg.attributions) if cfg.attributions else {}
         results.append(TrainResult(config, metrics, histories[i], predictions, examples, algo.model.cpu(), protocols))
     return results
