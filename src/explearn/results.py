@@ -83,7 +83,7 @@ def collect(report_dir: str | Path) -> Results:
                # manifest written before the protocols chose hyperparameters)
                "protocols": ",".join(entry.get("protocols", ["*"])),
                "candidate": entry.get("candidate", ""), "hparams": json.dumps(result["config"]["hparams"], sort_keys=True),
-               "data_seed": result["config"]["data"]["data_seed"]}
+               "data_seed": result["config"]["data"]["data_seed"], "device": result["config"].get("device", "")}
         row.update({k: v for k, v in result["metrics"].items() if not isinstance(v, (list, dict))})
         row.update(protocol_columns(result))
         history = pd.DataFrame(result["history"])

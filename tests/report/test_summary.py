@@ -45,3 +45,12 @@ def test_verdicts_know_which_way_is_better():
     assert verdict(faster) == "gain" and verdict(slower) == "loss"
     assert verdict({"metric": "test/acc", "mean": 0.04, "ci_low": 0.002, "ci_high": 0.076}) == "gain"
     assert verdict({"metric": "test/acc", "mean": 0.0, "ci_low": -0.01, "ci_high": 0.01}) == "no clear difference"
+
+
+def test_runs_of_more_than_one_kind_of_device_are_said():
+    """issue 15, item 5: `auto` takes CUDA where there is one and a run id does not name the device, so a folder
+    shared by machines may mix devices; the report says so (and says nothing when one kind trained them all)."""
+    mixed = render_summary(*inputs(), missing=0, figures=[], devices={"cpu": 8, "cuda:0": 2})
+    assert "**The runs trained on more than one kind of device (cpu: 8, cuda:0: 2)" in mixed
+    assert "more than one kind of device" not in render_summary(*inputs(), missing=0, figures=[],
+                                                                devices={"cuda:0": 3, "cuda:1": 1})

@@ -115,8 +115,9 @@ def render(report_dir: str | Path, results: Results | None = None) -> Path:
             if made:
                 figures.append(made)
     path = report_dir / "summary.md"
+    devices = runs["device"].value_counts().to_dict() if "device" in runs and not runs.empty else {}
     atomic_write(path, render_summary(manifest, stats, diffs, search, results.missing_runs(), figures,
-                                      results.damaged, verdict_section(manifest, runs)))
+                                      results.damaged, verdict_section(manifest, runs), devices))
     return path
 
 

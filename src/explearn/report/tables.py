@@ -352,13 +352,14 @@ def reference_table(name: str, spec: Mapping[str, Any], diffs: pd.DataFrame, pre
 
 def render_summary(manifest: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.DataFrame, search: pd.DataFrame,
                    missing: int, figures: list[str], damaged: Mapping[str, str] | None = None,
-                   verdicts: str = "") -> str:
+                   verdicts: str = "", devices: Mapping[str, int] | None = None) -> str:
     """The whole ``summary.md``.
 
     Args:
         missing: the number of distinct runs of the manifest that are not stored (or damaged).
         damaged: run id -> what is wrong with its ``result.json``, for runs counted as missing for that reason.
         verdicts: the verdict tables (``report.verdict_table.verdict_section``), shown before everything else.
+        devices: device -> runs trained on it; the report says so when they are of more than one kind.
     """
     timing = manifest.get("timing") or {}
     specs = manifest["specs"]
@@ -377,6 +378,12 @@ def render_summary(manifest: Mapping[str, Any], stats: pd.DataFrame, diffs: pd.D
         by_other = f" ({other} by another launch on the same folder)" if other else ""
         lines += [f"Last sweep: {timing.get('trained', 0)} runs trained, {timing.get('skipped', 0)} reused{by_other}, "
                   f"{len(timing.get('failed', []))} failed, {timing.get('seconds', 0):.0f} s wall time.", ""]
+    kinds = {str(d).split(":")[0] for d in (devices or {})}
+    if len(kinds) > 1:  # `--device auto` takes CUDA where there is one; a run id does not name the device
+        counts = ", ".join(f"{d}: {n}" for d, n in sorted((devices or {}).items()))
+        lines += [f"**The runs trained on more than one kind of device ({counts}): a run id does not name the "
+                  "device (`auto` takes CUDA where there is one), so a folder shared by machines mixes them; their "
+                  "numbers agree only up to float rounding.**", ""]
     if missing:
         lines += [f"**{missing} runs of the manifest have not finished (or failed); their cells are missing.**", ""]
     if damaged:
