@@ -1,5 +1,6 @@
-"""The floor plan holds: no module of explearn imports, directly or through others, a module that imports it back
-(issue 15). Imports inside functions count; those under ``if TYPE_CHECKING`` (annotations only) do not."""
+"""The floor plan holds (issue 15; docs/design.md, "Floors"): no module of explearn imports, directly or through
+others, a module that imports it back, and none imports a module of a floor above its own. Imports inside functions
+count; those under ``if TYPE_CHECKING`` (annotations only) do not."""
 
 import ast
 from pathlib import Path
@@ -7,6 +8,27 @@ from pathlib import Path
 import explearn
 
 ROOT = Path(explearn.__file__).parent
+
+#: the floors, lowest first, as docs/design.md lists them: a module may import its own floor and those below
+FLOORS = [
+    ["explearn.errors", "explearn.version", "explearn.config", "explearn.registry", "explearn.files",
+     "explearn.threads"],
+    ["explearn.datasets", "explearn.models", "explearn.losses", "explearn.explain", "explearn.metrics"],
+    ["explearn.methods"],
+    ["explearn.selection", "explearn.search", "explearn.run_config", "explearn.train", "explearn.vectorized",
+     "explearn.checkpoint", "explearn.outputs"],
+    ["explearn.store", "explearn.execution", "explearn.sweep", "explearn.pool", "explearn.claims",
+     "explearn.cluster", "explearn.specs", "explearn.planning", "explearn.inference"],
+    ["explearn.results", "explearn.verdicts", "explearn.report", "explearn.reproduce", "explearn.bench"],
+    ["explearn.cli", "explearn.__main__", "explearn"],
+]
+
+
+def floor(module: str) -> int | None:
+    """The floor of a module: that of the longest name in FLOORS it is or lies under."""
+    found = [(len(name), i) for i, names in enumerate(FLOORS) for name in names
+             if module == name or module.startswith(name + ".")]
+    return max(found)[1] if found else None
 
 
 def module_name(path: Path) -> str:
@@ -58,3 +80,13 @@ def test_a_cycle_is_seen(tmp_path):
     b.write_text("from explearn.a import f\n")
     known = {"explearn.a", "explearn.b"}
     assert imports(a, known) == {"explearn.b"} and imports(b, known) == {"explearn.a"}
+
+
+def test_no_module_imports_a_floor_above_its_own():
+    paths = {module_name(p): p for p in ROOT.rglob("*.py")}
+    unplaced = sorted(m for m in paths if floor(m) is None)
+    assert not unplaced, f"give these modules a floor (here and in docs/design.md): {unplaced}"
+    upward = [f"{m} (floor {floor(m)}) imports {d} (floor {floor(d)})"
+              for m, p in sorted(paths.items()) for d in sorted(imports(p, set(paths))) if floor(d) > floor(m)]
+    assert not upward, upward[:5]
+    assert floor("explearn.methods.stacking") == 2 and floor("explearn.report.render") == 5
