@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from explearn import sweep
 from explearn.cli import main
 from explearn.errors import ClusterError
+from explearn.execution import BACKENDS
 from explearn.errors import ConfigError
 from explearn.planning import plan_eval, plan_search
 from explearn.reproduce import reproduce, resolve_cluster
@@ -175,7 +175,9 @@ def test_a_cluster_sweep_stores_what_the_local_path_stores(cluster, tmp_path, mo
     def no_local_training(*args):
         raise AssertionError("trained locally")
 
-    monkeypatch.setattr(sweep, "_local_results", no_local_training)
+    import explearn.pool  # noqa: F401  # registers the local backend
+
+    monkeypatch.setitem(BACKENDS._items, "local", no_local_training)
     lines: list[str] = []
     _, remote = reproduce(specs, "smoke", tmp_path / "remote", log=lines.append)
     assert f"training on the Dask scheduler at {cluster.address}" in lines
@@ -213,7 +215,7 @@ def test_resume_on_the_cluster_trains_only_what_is_missing(cluster, tmp_path, mo
     def no_training(*args):
         raise AssertionError("a finished sweep contacted the scheduler")
 
-    monkeypatch.setattr("explearn.cluster.cluster_results", no_training)
+    monkeypatch.setitem(BACKENDS._items, "dask", no_training)
     done = run_sweep(runs, store, cluster=cluster.address)
     assert not done.trained and sorted(done.skipped) == sorted(r.run_id for r in runs)
     assert mtimes == {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/*")}

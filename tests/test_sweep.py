@@ -184,3 +184,15 @@ def test_run_ids_of_stored_runs_do_not_change(args, run_id):
     (issue 15). Options added since with a default stay out of the record unless set (resample, mask options)."""
     run = RunSpec.create(*args, batch_size=32, select="best_val", curves="val", attributions=0)
     assert run.run_id == run_id
+
+
+def test_the_backends_register_themselves():
+    """issue 15, item 2: the local pool and Dask register with the sweep (execution.BACKENDS); the sweep imports
+    neither for anything else, and they import only execution, not the sweep."""
+    import explearn.cluster  # noqa: F401
+    import explearn.pool  # noqa: F401
+    from explearn.execution import BACKENDS
+
+    assert sorted(BACKENDS.names()) == ["dask", "local"]
+    assert BACKENDS.get("local").__module__ == "explearn.pool"
+    assert BACKENDS.get("dask").__module__ == "explearn.cluster"

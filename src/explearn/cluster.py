@@ -30,7 +30,7 @@ import warnings
 from typing import TYPE_CHECKING, Iterator
 
 from explearn.errors import ClusterError
-from explearn.execution import RunResult, execute_group, failed_runs
+from explearn.execution import BACKENDS, RunResult, execute_group, failed_runs
 
 if TYPE_CHECKING:
     from explearn.claims import SweepQueue
@@ -69,8 +69,10 @@ def connect(address: str, timeout: float | None = None):
                        f"tcp://HOST:PORT, or raise {TIMEOUT_ENV}")
 
 
-def cluster_results(queue: "SweepQueue", address: str) -> Iterator[RunResult]:
-    """Results of ``execute_group`` over the queue's groups on the scheduler at ``address``, as they finish.
+@BACKENDS.register("dask")
+def cluster_results(queue: "SweepQueue", workers: int | None, address: str) -> Iterator[RunResult]:
+    """Results of ``execute_group`` over the queue's groups on the scheduler at ``address``, as they finish
+    (``workers`` is unused: the scheduler's workers train).
 
     Raises:
         ClusterError: the scheduler cannot be reached or lost the tasks, or a worker cannot run explearn.

@@ -4,8 +4,9 @@ train into such groups; ``SweepOutcome`` says what a sweep did. The backends (``
 local worker processes; ``explearn.cluster``: a Dask scheduler) and the claims of launches sharing a store
 (``explearn.claims``) import this module, and ``explearn.sweep`` imports them: no import cycle.
 
-A backend follows ``explearn.claims.Backend`` (``claims.dispatch`` drives it): ``InProcess`` and ``WorkerPool``
-(``explearn.pool``) and the Dask backend (``explearn.cluster``).
+A backend registers in ``BACKENDS`` a function giving the results of a queue's groups; it trains them with
+objects that follow ``explearn.claims.Backend`` (``claims.dispatch`` drives them): ``InProcess`` and
+``WorkerPool`` (``explearn.pool``, "local") and ``DaskTasks`` (``explearn.cluster``, "dask").
 """
 
 from __future__ import annotations
@@ -18,10 +19,17 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
+from explearn.registry import Registry
 from explearn.store import record_json
 
 if TYPE_CHECKING:
     from explearn.run_config import RunSpec
+
+
+#: name -> results(queue, workers, address): the results of ``execute_group`` over a ``claims.SweepQueue``'s
+#: groups, as they finish. ``explearn.pool`` registers "local" (this process or worker processes), and
+#: ``explearn.cluster`` "dask" (a Dask scheduler at ``address``); ``run_sweep`` picks one by name.
+BACKENDS: Registry = Registry("sweep backend")
 
 
 @dataclass

@@ -16,16 +16,30 @@ import threading
 import time
 import traceback
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
-from explearn.execution import RunResult, execute_group, failed_runs
+from explearn.execution import BACKENDS, RunResult, execute_group, failed_runs
 
 if TYPE_CHECKING:
+    from explearn.claims import SweepQueue
     from explearn.run_config import RunSpec
 
 
 #: Times a group may be lost to a broken local worker pool (a worker process died) before its runs count as failed.
 POOL_RESTARTS = 3
+
+
+@BACKENDS.register("local")
+def local_results(queue: "SweepQueue", workers: int, address: str | None = None) -> Iterator[RunResult]:
+    """Results of ``execute_group`` over the queue's groups, in this process (``workers`` 0, or one group to
+    train) or in a pool of ``workers`` processes; ``address`` is unused."""
+    from explearn.claims import dispatch
+
+    if workers == 0 or len(queue.todo) <= 1:
+        yield from dispatch(queue, InProcess())
+        return
+    with contextlib.closing(WorkerPool(workers, len(queue.todo))) as pool:
+        yield from dispatch(queue, pool)
 
 
 class InProcess:

@@ -22,15 +22,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 from explearn.errors import ConfigError
-from explearn.execution import RunResult, SweepOutcome
+from explearn.execution import BACKENDS, SweepOutcome
 from explearn.run_config import RunSpec
 from explearn.store import RunStore
-
-if TYPE_CHECKING:
-    from explearn.claims import SweepQueue
 
 
 def run_sweep(runs: Iterable[RunSpec], store: RunStore, workers: int | None = None,
@@ -81,12 +78,11 @@ def run_sweep(runs: Iterable[RunSpec], store: RunStore, workers: int | None = No
     from explearn.claims import SweepQueue
 
     queue = SweepQueue(todo, store, outcome, progress, log)
-    if cluster:
-        from explearn.cluster import cluster_results
+    import explearn.cluster  # noqa: F401  # the backends register themselves (execution.BACKENDS)
+    import explearn.pool  # noqa: F401,F811
 
-        results = cluster_results(queue, cluster)
-    else:
-        results = _local_results(queue, (os.cpu_count() or 1) if workers is None else workers)
+    backend = BACKENDS.get("dask" if cluster else "local")
+    results = backend(queue, (os.cpu_count() or 1) if workers is None else workers, cluster or None)
     try:
         with contextlib.closing(results):  # an error here shuts the workers or the client down at once
             for run_id, record, error in results:
@@ -98,16 +94,3 @@ def run_sweep(runs: Iterable[RunSpec], store: RunStore, workers: int | None = No
 
 def _to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _local_results(queue: "SweepQueue", workers: int) -> Iterator[RunResult]:
-    """Results of ``execute_group`` over the queue's groups, in this process or a pool of ``workers`` processes
-    (``explearn.pool``)."""
-    from explearn.claims import dispatch
-    from explearn.pool import InProcess, WorkerPool
-
-    if workers == 0 or len(queue.todo) <= 1:
-        yield from dispatch(queue, InProcess())
-        return
-    with contextlib.closing(WorkerPool(workers, len(queue.todo))) as pool:
-        yield from dispatch(queue, pool)
