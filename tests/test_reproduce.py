@@ -56,7 +56,7 @@ def test_paper_numbers_sit_beside_ours(smoke):
     for number in ("0.754", "0.874", "0.725", "0.806", "0.561", "0.708", "0.711", "0.949"):
         assert f"| {number} |" in claims
     assert "not run at this preset" in claims  # n_train=500 is not in the smoke preset of small_data
-    assert "| imbalance | 9:1 | test/acc | two_stage | 0.806 |" in claims
+    assert "| imbalance | train_per_class=450:50, imbalanced | test/acc | two_stage | 0.806 |" in claims
 
 
 def test_report_re_renders_from_stored_runs_without_training(smoke, capsys):
