@@ -96,6 +96,33 @@ def test_explain_writes_overlays_with_masks_where_found(fitted, tmp_path):
     assert (tmp_path / "g" / "img01.png").is_file()
 
 
+def test_explain_with_a_captum_attribution_writes_its_overlays(fitted, tmp_path, capsys):
+    root, path = fitted
+    out = tmp_path / "ig"
+    masked, unmasked = root / "images" / "img01.jpg", root / "images" / "img03.png"
+    assert main(["explain", str(path), str(masked), str(unmasked), "--out", str(out),
+                 "--attribution", "integrated_gradients"]) == 0
+    for name in ("img01.png", "img03.png"):
+        with Image.open(out / name) as im:
+            assert im.format == "PNG" and im.size[0] > 100 and np.asarray(im).std() > 0
+    rows = {r["image"].split("/")[-1]: r for r in csv.DictReader((out / "explanations.csv").open())}
+    assert 0 <= float(rows["img01.jpg"]["mass_in_mask"]) <= 1 and rows["img03.png"]["mass_in_mask"] == "nan"
+    assert "wrote 2 overlays" in capsys.readouterr().out
+
+
+def test_explain_help_lists_every_evaluation_attribution(capsys):
+    from explearn.explain import EVALUATION_ATTRIBUTIONS
+
+    with pytest.raises(SystemExit):
+        main(["explain", "--help"])
+    text = capsys.readouterr().out
+    for name in EVALUATION_ATTRIBUTIONS:
+        assert f"{name}: " in text, name
+    with pytest.raises(SystemExit) as stop:
+        main(["explain", "model.pt", "x.png", "--out", "o", "--attribution", "integrated_gradient"])
+    assert stop.value.code == 2 and "'integrated_gradients'" in capsys.readouterr().err
+
+
 def test_fit_reports_folder_problems_before_training(tmp_path, capsys):
     root = _make_folder(tmp_path / "bad", n=12)
     (root / "images" / "img00.png").unlink()

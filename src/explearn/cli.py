@@ -94,6 +94,38 @@ class _NoAbbreviations(argparse.ArgumentParser):
         super().__init__(*args, allow_abbrev=False, **kwargs)
 
 
+class _LineHelpFormatter(argparse.HelpFormatter):
+    """Help text whose lines, where it has several, are wrapped one by one (a list of choices, one a line)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        split = super()._split_lines  # not inside the comprehension: zero-argument super() needs this frame
+        return [wrapped for line in text.split("\n") for wrapped in split(line, width)]
+
+
+#: what ``explain --attribution`` draws for the attributions it had before the captum ones (unchanged)
+_EXPLAIN_ATTRIBUTIONS = {
+    "input_gradient": "|d log p_predicted / dx| summed over channels (the attribution of the align metric)",
+    "gradcam": "Grad-CAM on the mapped features, upsampled",
+}
+
+
+def _attribution_names() -> list[str]:
+    """The names ``explain --attribution`` takes: input_gradient, gradcam, then captum's others (alphabetical)."""
+    from explearn.explain.captum_attributions import EVALUATION_ATTRIBUTIONS
+
+    return [*_EXPLAIN_ATTRIBUTIONS, *(n for n in EVALUATION_ATTRIBUTIONS.names() if n not in _EXPLAIN_ATTRIBUTIONS)]
+
+
+def _attribution_help() -> str:
+    """``explain --attribution``'s help: one line per attribution."""
+    from explearn.explain.captum_attributions import attribution_summary
+
+    lines = [f"{name}: {_EXPLAIN_ATTRIBUTIONS.get(name) or attribution_summary(name)}"
+             for name in _attribution_names()]
+    return ("the attribution of the predicted class drawn (default input_gradient); signed ones are drawn as their "
+            "absolute value summed over channels:\n" + "\n".join(lines)).replace("%", "%%")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         allow_abbrev=False,
@@ -171,9 +203,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=_path, required=True, help="folder for the overlays")
     p.add_argument("--masks", type=_path, default=None,
                    help="folder of masks (<stem>.png); default: ../masks beside the images")
-    p.add_argument("--attribution", default="input_gradient", choices=["input_gradient", "gradcam"],
-                   help="input_gradient: |d log p_predicted / dx| (the attribution of the align metric); gradcam: "
-                        "Grad-CAM on the mapped features, upsampled (default input_gradient)")
+    p.add_argument("--attribution", default="input_gradient", choices=_attribution_names(),
+                   help=_attribution_help())
+    p.formatter_class = _LineHelpFormatter  # --attribution's help: one line per attribution
     p.set_defaults(run=_cmd_explain)
 
     p = sub.add_parser("reproduce", help="run a collection of experiment specs end to end and write a report",

@@ -10,7 +10,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,8 @@ from explearn.datasets.images import (IMAGE_EXTENSIONS, MAX_STRETCH, aspect_off,
 from explearn.errors import ConfigError, DataError
 from explearn.files import atomic_path
 
-Attribution = Literal["input_gradient", "gradcam"]
+#: a name of ``explearn.explain.EVALUATION_ATTRIBUTIONS`` (input_gradient, gradcam, saliency, ...)
+Attribution = str
 
 
 @dataclass
@@ -125,8 +126,15 @@ def predictions_csv(predictions: Sequence[Prediction], class_names: Sequence[str
 
 def attribution_maps(ckpt: Checkpoint, x: torch.Tensor, kind: Attribution = "input_gradient") -> torch.Tensor:
     """Non-negative attribution of the predicted class per pixel: |input gradient of log p_predicted| summed over
-    channels (the attribution behind the ``align`` metric), or Grad-CAM on m(f(x)) upsampled to the image.
+    channels (the attribution behind the ``align`` metric), Grad-CAM on m(f(x)) upsampled to the image, or any
+    other attribution of ``EVALUATION_ATTRIBUTIONS`` (captum's), its absolute value summed over channels.
+
+    Raises:
+        ConfigError: gradcam on a model without a feature map at m(f(x)).
+        DataError: an unknown ``kind``.
+
     Shape: (N, C, H, W) -> (N, H, W)."""
+    from explearn.explain.captum_attributions import EVALUATION_ATTRIBUTIONS, pixel_magnitude
     from explearn.explain.gradcam import grad_cam, upsample_map
     from explearn.explain.gradients import input_gradients
 
@@ -144,7 +152,9 @@ def attribution_maps(ckpt: Checkpoint, x: torch.Tensor, kind: Attribution = "inp
                               f"model's features are vectors of shape {_feature_shape(ckpt, x)}; use --attribution "
                               "input_gradient") from None
         return upsample_map(cam, tuple(x.shape[2:]))
-    raise DataError(f"unknown attribution {kind!r}; known: input_gradient, gradcam")
+    if kind in EVALUATION_ATTRIBUTIONS:  # captum's: the predicted class explained, in eval mode
+        return pixel_magnitude(EVALUATION_ATTRIBUTIONS.get(kind)(ckpt.model, x, None))
+    raise DataError(f"unknown attribution {kind!r}; known: {', '.join(EVALUATION_ATTRIBUTIONS.names())}")
 
 
 def _feature_shape(ckpt: Checkpoint, x: torch.Tensor) -> tuple[int, ...]:

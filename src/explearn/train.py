@@ -23,6 +23,7 @@ from explearn.datasets.base import ExplanationDataset, Splits
 from explearn.errors import ConfigError
 from explearn.files import atomic_write
 from explearn.explain.attribution import ATTRIBUTION, Estimate, alignment_estimate, wrong_score_estimate
+from explearn.explain.gradcam import has_feature_map
 from explearn.methods.base import METHODS, Batch, Method
 from explearn.metrics import (accuracy, balanced_accuracy, confidence, minority_class, per_class_accuracy,
                               shortcut_metrics)
@@ -428,11 +429,13 @@ def _evaluate(algo: Method, splits: dict[str, ExplanationDataset], minority: int
 
 def final_metrics(algo: Method, splits: dict[str, ExplanationDataset], minority: int | None,
                    shortcut: tuple[str, str] | list[str] | None = None):
-    """Scores, confidence (``ce``, ``max_prob``, ``margin``) and attribution metrics of every split, and the
+    """Scores, confidence (``ce``, ``max_prob``, ``margin``) and attribution metrics of every split (``align``
+    under the input gradient; ``align_gradcam`` under Grad-CAM where m(f(x)) is a feature map), and the
     shortcut's reliance and worst-group accuracy where the data name an aligned and a swapped split (``shortcut``,
     from ``Splits.info["shortcut_splits"]``)."""
     metrics: dict[str, Any] = {}
     predictions: dict[str, list[int]] = {}
+    spatial = has_feature_map(algo.model, next(iter(splits.values())))
     for name, ds in splits.items():
         out = _logits(algo, ds)
         pred = out.argmax(1)
@@ -441,6 +444,9 @@ def final_metrics(algo: Method, splits: dict[str, ExplanationDataset], minority:
         if name != "train":
             predictions[name] = pred.cpu().tolist()
             metrics.update(_estimate(f"{name}/align", alignment_estimate(algo.model, ds)))
+            if spatial:  # the same share under a second attribution (issue 16), where the model has a feature map
+                metrics.update(_estimate(f"{name}/align_gradcam", alignment_estimate(algo.model, ds,
+                                                                                     attribution="gradcam")))
             if bool(ds.has_wrong_mask.any()):  # only splits with wrong-reason masks (a confounder) get the score
                 metrics.update(_estimate(f"{name}/wrong_score", wrong_score_estimate(algo.model, ds)))
     if shortcut:

@@ -46,3 +46,32 @@ def test_wrong_score_subsample_and_its_bootstrap_interval():
     assert part.mean == pytest.approx(wrong_reason_score(model, test.subset(range(20))))
     assert part.ci_low <= part.mean <= part.ci_high and part.n == 20
     assert wrong_score_estimate(model, test, limit=20) == part  # a fixed seed: the same interval
+
+
+def test_gradcam_alignment_is_the_share_of_the_upsampled_map_inside_the_mask(tiny):
+    """By hand: Grad-CAM of the predicted class, upsampled to the image, its mass inside the mask over its mass."""
+    import torch.nn.functional as F
+
+    from explearn.explain import alignment_estimate, grad_cam
+    from explearn.models import small_cnn
+
+    torch.manual_seed(0)
+    model = small_cnn(tiny.input_shape, tiny.n_classes).eval()
+    ds = tiny.test
+    cam = grad_cam(model, ds.x)
+    up = F.interpolate(cam[:, None], size=ds.x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    mask = ds.mask.amax(1)
+    inside, total = (up * mask).flatten(1).sum(1), up.flatten(1).sum(1)
+    keep = ds.has_mask & (total > 0)
+    expected = float((inside[keep] / total[keep]).double().mean())
+    got = alignment_estimate(model, ds, limit=None, attribution="gradcam")
+    assert got.mean == pytest.approx(expected, rel=1e-5) and got.n == int(keep.sum())
+
+
+def test_runs_record_gradcam_alignment_only_for_models_with_a_feature_map(tiny):
+    from explearn.train import train
+
+    cnn = train(tiny, "standard", seed=0, epochs=1, quiet=True).metrics
+    mlp = train(tiny, "standard", seed=0, epochs=1, model="mlp", quiet=True).metrics
+    assert 0.0 <= cnn["test/align_gradcam"] <= 1.0 and cnn["test/align_gradcam_n"] > 0
+    assert "test/align_gradcam" not in mlp and "test/align" in mlp

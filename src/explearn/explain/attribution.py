@@ -10,11 +10,14 @@ import torch
 from torch import nn
 
 from explearn.datasets.base import ExplanationDataset
+from explearn.explain.gradcam import grad_cam, reduce_channels, upsample_map
 from explearn.explain.gradients import input_gradients
 from explearn.models.base import eval_mode
 
 #: The attribution method behind ``explanation_alignment``, named in every result.
 ATTRIBUTION = "input_gradient(log p_predicted)"
+#: The attribution behind ``*/align_gradcam`` (models with a feature map at m(f(x)) only).
+GRADCAM_ATTRIBUTION = "Grad-CAM(predicted class) on m(f(x)), bilinear to the image; mask: max over channels"
 #: The attribution behind ``wrong_reason_score``: the same gradient, its absolute value summed over channels and
 #: divided by each image's maximum.
 WRONG_SCORE_ATTRIBUTION = "|input_gradient(log p_predicted)| summed over channels, / per-image max"
@@ -66,11 +69,22 @@ def explanation_alignment(model: nn.Module, data: ExplanationDataset, batch_size
 
 @torch.no_grad()
 def alignment_estimate(model: nn.Module, data: ExplanationDataset, batch_size: int = 256,
-                       limit: int | None = ATTRIBUTION_SAMPLES) -> Estimate:
+                       limit: int | None = ATTRIBUTION_SAMPLES, attribution: str = "input_gradient") -> Estimate:
     """``explanation_alignment`` on the first ``limit`` images with a mask, with a 95 % interval for the mean over
     all of them: Student's t over the images read, with the finite-population correction (0 width when every
     image was read), kept within [0, 1].
+
+    Args:
+        attribution: ``input_gradient`` (|d log p_predicted / dx|, ``ATTRIBUTION``) or ``gradcam`` (Grad-CAM of
+            the predicted class on m(f(x)), Selvaraju et al. 2017, upsampled bilinearly to the image; its mass is
+            compared with the mask reduced over channels by their maximum: ``GRADCAM_ATTRIBUTION``).
+
+    Raises:
+        ConfigError: ``gradcam`` on a model without a feature map at m(f(x)) (e.g. an MLP).
+        ValueError: another ``attribution``.
     """
+    if attribution not in ("input_gradient", "gradcam"):
+        raise ValueError(f"alignment_estimate: attribution must be 'input_gradient' or 'gradcam', got {attribution!r}")
     idx = data.has_mask.nonzero().flatten()
     total = len(idx)
     idx = idx[:limit] if limit is not None else idx
@@ -80,8 +94,12 @@ def alignment_estimate(model: nn.Module, data: ExplanationDataset, batch_size: i
     with eval_mode(model):
         for start in range(0, len(idx), batch_size):
             b = idx[start:start + batch_size]
-            grad = input_gradients(model, data.x[b], target="predicted")
-            shares.append(mask_mass_share(grad, data.mask[b]))
+            if attribution == "gradcam":
+                mask = reduce_channels(data.mask[b]).unsqueeze(1)
+                cam = upsample_map(grad_cam(model, data.x[b]), tuple(mask.shape[-2:]))
+                shares.append(mask_mass_share(cam.unsqueeze(1), mask))
+            else:
+                shares.append(mask_mass_share(input_gradients(model, data.x[b], target="predicted"), data.mask[b]))
     values = torch.cat(shares).double()
     values = values[~torch.isnan(values)]
     return _mean_interval(values, total)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from explearn.errors import ConfigError
-from explearn.models.base import classify
+from explearn.models.base import classify, eval_mode
 
 #: added to the per-sample maximum in ``normalize_cam`` (an all-zero map stays zero instead of NaN)
 CAM_EPS = 1e-8
@@ -27,6 +27,16 @@ def check_feature_map(mapped: torch.Tensor) -> None:
             f"features have shape {tuple(mapped.shape[1:])} per sample (a vector model such as 'mlp'?); use a "
             "convolutional model such as 'small_cnn', or a method without Grad-CAM (e.g. 'rrr')"
         )
+
+
+@torch.no_grad()
+def has_feature_map(model: nn.Module, data) -> bool:
+    """Whether the model's m(f(x)) is a spatial feature map (B, C, h, w), so that Grad-CAM applies; read from one
+    image of ``data`` (an ``ExplanationDataset``) in eval mode."""
+    if len(data) == 0:
+        return False
+    with eval_mode(model):
+        return model.mapping(model.features(data.x[:1])).dim() == 4
 
 
 def grad_cam_from(mapped: torch.Tensor, logits: torch.Tensor, target: torch.Tensor,
