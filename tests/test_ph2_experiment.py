@@ -1,13 +1,16 @@
 """The PH2 experiment specs end to end at the smoke preset, on the real images (skipped without the data)."""
 
 from explearn.reproduce import reproduce
+from explearn.specs import experiments_dir, load_specs
 
-METHODS = ["standard", "two_stage", "two_stage_no_mapping", "joint", "rrr", "rrr_gradcam", "hint", "counterexamples"]
+#: every method the PH2 specs name (experiments/ph2/_defaults.toml), at least the eight of issue 6
+METHODS = load_specs(experiments_dir("ph2"), "smoke", only=["ph2"])[0]["methods"]
 
 
 def test_ph2_specs_run_every_method_and_report_the_marker(tmp_path, ph2_dir, monkeypatch):
     monkeypatch.setenv("EXPLEARN_DATA", str(ph2_dir.parent))
     summaries, outcome = reproduce("ph2", "smoke", tmp_path, workers=0, log=lambda _: None)
+    assert {"standard", "two_stage", "rrr", "hint", "counterexamples", "energy", "tap"} <= set(METHODS)
     # 2 specs x methods x 2 seeds; the marker spec's upper bound shares the plain spec's standard runs
     assert not outcome.failed and len(outcome.trained) == 2 * len(METHODS) * 2
     text = summaries[0].read_text()

@@ -98,3 +98,18 @@ def test_bad_settings_raise(bad):
     """As every method's settings are read (specs, CLI, train(hparams=...)): unknown choices and bad values stop."""
     with pytest.raises(ConfigError):
         from_dict(METHODS.get("two_stage_constrained").HParams, bad, "hparams")
+
+
+def test_the_violation_is_the_relative_misalignment_and_passes_gradcheck(tiny):
+    """The observed violation equals misalignment / epsilon - 1 computed by hand (stage 2's target and prediction);
+    float64 gradcheck of that function of the prediction m(f(x))."""
+    method = build(tiny, epsilon=0.01)
+    batch = batch_of(tiny, n=4)
+    state = method.problem.compute_cmp_state(batch)
+    (constraint,) = state.observed_constraints.values()
+    assert float(constraint.violation.detach()) == pytest.approx(misalignment(method, batch) / 0.01 - 1.0, rel=1e-5)
+
+    with torch.no_grad():
+        target = alignment_target(method.model, batch.x, batch.mask, 0.0).double()[:2, :2]
+        prediction = mapped_features(method.model, batch.x).double()[:2, :2].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda p: method.align(p, target) / 0.01 - 1.0, (prediction,))
