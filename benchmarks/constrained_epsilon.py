@@ -2,8 +2,9 @@
 
 Measures the two-stage method's misalignment KL(softmax(f(x')) || softmax(m(f(x)))) (its default alignment loss,
 eval mode, every training sample) at initialisation and after 10 epochs of ``standard``, ``two_stage`` and
-``two_stage_constrained`` (the latter at two bounds epsilon, its constraint on m alone or on f and m, with its final multiplier), on triangles
-(500 training samples, 32x32), small_cnn, seeds 0-2. Single-threaded; one process.
+``two_stage_constrained`` (the latter at two bounds epsilon, its constraint on m alone or on f and m, with its
+multiplier's mean over the last epoch), on triangles (500 training samples, 32x32), small_cnn, seeds 0-2.
+Single-threaded; one process.
 
     OMP_NUM_THREADS=1 python benchmarks/constrained_epsilon.py
 """
@@ -39,7 +40,7 @@ RUNS = [("standard", {}), ("two_stage", {})] + [
 def main() -> None:
     torch.set_num_threads(1)
     names = " | ".join(m if not hp else f"{hp['constraint_on']} eps={hp['epsilon']:g}" for m, hp in RUNS)
-    print(f"| seed | init | {names} | final multipliers | test acc (same order) |")
+    print(f"| seed | init | {names} | multipliers (mean over the last epoch) | test acc (same order) |")
     print("|---" * (len(RUNS) + 4) + "|")
     for seed in range(3):
         data = datasets.triangles(n_train=500, seed=seed, image_size=32)

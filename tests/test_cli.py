@@ -11,8 +11,18 @@ def test_list_shows_every_registry(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     for name in ("triangles", "standard", "two_stage", "two_stage_no_mapping", "joint", "rrr", "kl", "softmax",
-                 "small_cnn", "conv1x1", "lr_ratio = 1.0", "wasserstein", "mask_transform", "dilate", "hull"):
+                 "small_cnn", "conv1x1", "lr_ratio = 1.0", "wasserstein", "mask_transform", "dilate", "hull",
+                 "energy", "tap", "saliency_guided", "two_stage_constrained", "epsilon = 0.001",
+                 "integrated_gradients", "occlusion"):
         assert name in out
+
+
+def test_list_attributions_names_each_with_its_convention(capsys):
+    assert main(["list", "attributions"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[0] for line in lines] == ["gradcam", "input_gradient", "input_x_gradient",
+                                                   "integrated_gradients", "occlusion", "saliency"]
+    assert any("abs=True" in line for line in lines) and any("50 steps" in line for line in lines)
 
 
 def test_train_writes_json_and_prints_a_summary(tmp_path, capsys):

@@ -139,10 +139,11 @@ def _parser() -> argparse.ArgumentParser:
     parser._explearn_commands = sub.choices  # type: ignore[attr-defined]  # name -> the command's parser
 
     p = sub.add_parser("list", help="list datasets, mask transforms, methods, alignment losses, normalisations, models, "
-                                    "mapping layers",
+                                    "mapping layers, evaluation attributions",
                        description="List what is registered, with every setting, its default and its meaning.")
     p.add_argument("what", nargs="?", default="all",
-                   choices=["all", "datasets", "masks", "methods", "losses", "models", "mappings"], help="what to list")
+                   choices=["all", "datasets", "masks", "methods", "losses", "models", "mappings", "attributions"],
+                   help="what to list")
     p.set_defaults(run=_cmd_list)
 
     p = sub.add_parser("train", help="train one model and write a JSON result",
@@ -348,6 +349,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print("mapping layers (--model-opt mapping=NAME):")
         for name in MAPPINGS:
             print(f"  {name:12s} {_first_line(MAPPINGS.get(name).__doc__)}")
+    if what in ("all", "attributions"):
+        from explearn.explain.captum_attributions import EVALUATION_ATTRIBUTIONS, attribution_summary
+
+        print("evaluation attributions (explearn explain --attribution NAME; explain.alignment_under):")
+        for name in EVALUATION_ATTRIBUTIONS:
+            print(f"  {name:22s} {attribution_summary(name)}")
     return 0
 
 

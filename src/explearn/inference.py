@@ -231,7 +231,9 @@ def _relative_to_common(files: Sequence[Path]) -> list[Path]:
 
 #: the table ``explain_images`` writes beside the overlays, and its columns
 EXPLANATIONS_CSV = "explanations.csv"
-EXPLANATION_FIELDS = ("image", "label", "probability", "overlay", "mask", "mass_in_mask")
+EXPLANATION_FIELDS = ("image", "label", "probability", "overlay", "mask", "mass_in_mask", "attribution")
+#: the header explain wrote before the attribution column (issue 16); such a table is still explain's own
+EARLIER_EXPLANATION_FIELDS = EXPLANATION_FIELDS[:-1]
 
 
 def explain_images(ckpt: Checkpoint, files: Sequence[Path], out_dir: str | Path, masks_dir: str | Path | None = None,
@@ -239,7 +241,9 @@ def explain_images(ckpt: Checkpoint, files: Sequence[Path], out_dir: str | Path,
                    read_folders: Sequence[str | Path] = ()) -> list[dict]:
     """Write one overlay PNG per image into ``out_dir`` (named by ``overlay_names``): the image, and the attribution
     of the predicted class over it, with the mask outlined when one is found (``find_masks``); and
-    ``out_dir/explanations.csv`` with one row per image.
+    ``out_dir/explanations.csv`` with one row per image. A run into a folder where ``explain`` wrote before keeps
+    the earlier rows whose overlays it does not replace (their files stay, listed, so that a later run may replace
+    them), and each row names its attribution.
 
     Before anything is written, the destination is checked (``outputs.check_output_folder``: ``out_dir`` must not
     be, hold or lie inside a folder the images are read from, nor be or hold the folder of an image or mask; an
@@ -294,11 +298,15 @@ def explain_images(ckpt: Checkpoint, files: Sequence[Path], out_dir: str | Path,
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         save_overlay(out / name, pre.denormalize(xi).clamp(0, 1), attribution, mask, title, kind)
         records.append({"image": str(f), "label": ckpt.class_names[k], "probability": float(p[k]),
-                        "overlay": name.as_posix(), "mask": str(mask_path) if mask_path else "", "mass_in_mask": share})
+                        "overlay": name.as_posix(), "mask": str(mask_path) if mask_path else "", "mass_in_mask": share,
+                        "attribution": kind})
+    replaced = {r["overlay"] for r in records}
+    kept = [{"attribution": "", **row} for row in _earlier_rows(out) or []
+            if row["overlay"] not in replaced and (out / row["overlay"]).is_file()]
     with atomic_path(out / EXPLANATIONS_CSV) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=EXPLANATION_FIELDS)
         writer.writeheader()
-        writer.writerows(records)
+        writer.writerows(kept + records)
     return records
 
 
@@ -365,15 +373,24 @@ def _earlier_outputs(out: Path) -> set[Path]:
     that has explain's header, and the overlays it lists (relative to ``out``; earlier versions wrote the path from
     the working folder, also accepted)."""
     table = out / EXPLANATIONS_CSV
-    try:
-        with open(table, newline="") as fh:
-            reader = csv.DictReader(fh)
-            if tuple(reader.fieldnames or ()) != EXPLANATION_FIELDS:
-                return set()
-            listed = [row["overlay"] for row in reader if row.get("overlay")]
-    except (OSError, UnicodeDecodeError, csv.Error):
+    rows = _earlier_rows(out)
+    if rows is None:
         return set()
+    listed = [row["overlay"] for row in rows if row.get("overlay")]
     return {table.resolve(), *((out / o).resolve() for o in listed), *(Path(o).resolve() for o in listed)}
+
+
+def _earlier_rows(out: Path) -> list[dict[str, str]] | None:
+    """The rows of the ``explanations.csv`` an earlier ``explain_images`` run wrote into ``out`` (with or without
+    the attribution column); None when there is none or it is not explain's (another header, unreadable)."""
+    try:
+        with open(out / EXPLANATIONS_CSV, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if tuple(reader.fieldnames or ()) not in (EXPLANATION_FIELDS, EARLIER_EXPLANATION_FIELDS):
+                return None
+            return list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
 
 
 def _preprocess(ckpt: Checkpoint):

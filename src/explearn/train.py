@@ -305,9 +305,19 @@ def check_finite(logs: Mapping[str, float], params: Any, epoch: int, cfg: TrainC
     if bad:
         raise TrainingDiverged(
             f"method {cfg.method!r}, run seed {cfg.seed if seed is None else seed}: training diverged in epoch "
-            f"{epoch} ({', '.join(bad)} is not finite); lower the learning rate (--hp lr=...) or the loss weights "
-            "(lam, lr_ratio)"
+            f"{epoch} ({', '.join(bad)} is not finite); " + divergence_advice(cfg.method)
         )
+
+
+#: what to change, per method setting, when training diverges (``divergence_advice``)
+_REMEDIES = {"lam": "lower lam", "lr_ratio": "lower lr_ratio", "dual_lr": "lower dual_lr", "epsilon": "raise epsilon"}
+
+
+def divergence_advice(method: str) -> str:
+    """What to try after a diverged run of ``method``: the learning rate, and the method's own loss weights."""
+    names = {f.name for f in dataclasses.fields(METHODS.get(method).HParams)} if method in METHODS else set()
+    remedies = [text for key, text in _REMEDIES.items() if key in names]
+    return "lower the learning rate (--hp lr=...)" + (f", or {', or '.join(remedies)}" if remedies else "")
 
 
 def build_model(model: str | nn.Module, cfg: TrainConfig, data: Splits) -> tuple[nn.Module, dict[str, Any]]:

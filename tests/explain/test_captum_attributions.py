@@ -239,3 +239,28 @@ def test_alignment_under_input_gradient_is_explanation_alignment():
 def test_alignment_under_without_masks_is_nan():
     data = ExplanationDataset(torch.rand(2, 3, 32, 32), torch.tensor([0, 1]))
     assert math.isnan(alignment_under(small_cnn((3, 32, 32), 4), data, "saliency"))
+
+
+@pytest.mark.parametrize("bad", [{"limit": 0}, {"limit": -1}, {"batch_size": 0}])
+def test_alignment_under_refuses_limits_below_one(tiny, bad):
+    from explearn.errors import ConfigError
+    from explearn.explain import alignment_under
+    from explearn.models import small_cnn
+
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        alignment_under(small_cnn(tiny.input_shape, tiny.n_classes), tiny.test, "saliency", **bad)
+
+
+def test_a_gradcam_map_that_is_zero_everywhere_counts_as_share_zero(tiny):
+    """A model that switches Grad-CAM off on an image must not score better for it: the share is 0, not left out."""
+    import torch.nn as nn
+
+    from explearn.explain import alignment_estimate, alignment_under
+    from explearn.models import small_cnn
+
+    model = small_cnn(tiny.input_shape, tiny.n_classes)
+    for p in model.classifier.parameters():
+        nn.init.zeros_(p)  # every logit 0: every Grad-CAM map is zero
+    assert alignment_under(model, tiny.test, "gradcam") == 0.0
+    estimate = alignment_estimate(model, tiny.test, limit=None, attribution="gradcam")
+    assert estimate.mean == 0.0 and estimate.n == int(tiny.test.has_mask.sum())

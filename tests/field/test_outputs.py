@@ -148,6 +148,24 @@ def test_explain_again_replaces_its_own_overlays(fitted, data, tmp_path, capsys)
     assert "wrote 6 overlays" in capsys.readouterr().out
 
 
+def test_explain_keeps_the_rows_of_earlier_runs_it_does_not_replace(fitted, data, tmp_path):
+    """A second run on part of the images, with another attribution, keeps the first run's other overlays listed
+    (so a third run may replace them) and each row names its attribution."""
+    out = tmp_path / "overlays"
+    every = ["explain", str(fitted[1]), str(data / "images"), "--out", str(out)]
+    assert main(every) == 0
+    first = {r["overlay"]: r for r in csv.DictReader((out / "explanations.csv").open())}
+    assert main(["explain", str(fitted[1]), str(data / "images" / "img0.png"), "--out", str(out),
+                 "--attribution", "saliency"]) == 0
+    rows = {r["overlay"]: r for r in csv.DictReader((out / "explanations.csv").open())}
+    assert set(rows) == set(first)
+    assert rows["img0.png"]["attribution"] == "saliency"
+    assert all(rows[o] == first[o] for o in first if o != "img0.png")
+    assert {first[o]["attribution"] for o in first} == {"input_gradient"}
+    assert main(every) == 0  # the first command again replaces its own overlays
+    assert {r["attribution"] for r in csv.DictReader((out / "explanations.csv").open())} == {"input_gradient"}
+
+
 def test_explain_refuses_to_replace_a_file_it_did_not_write(fitted, data, tmp_path, capsys):
     out = tmp_path / "overlays"
     out.mkdir()

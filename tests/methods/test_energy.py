@@ -232,7 +232,8 @@ def test_gradcam_needs_a_feature_map_but_input_x_gradient_trains_an_mlp():
     data = datasets.triangles(n_train=8, seed=0, n_val=4, n_test=4, image_size=16)
     result = train(data, "energy", model="mlp", epochs=1, quiet=True)
     assert any(r["split"] == "train" and r["metric"] == "guidance_loss" for r in result.history)
-    with pytest.raises(ConfigError, match=r"Grad-CAM needs a spatial feature map.*\(50,\)"):
+    with pytest.raises(ConfigError, match=r"method 'energy' with attribution='gradcam' needs a spatial feature map"
+                                          r".*\(50,\).*attribution='input_x_gradient'"):
         train(data, "energy", model="mlp", hparams={"attribution": "gradcam"}, epochs=1, quiet=True)
 
 

@@ -92,7 +92,7 @@ def test_a_large_multiplier_lowers_the_misalignment_more_than_label_loss_alone(t
     assert misalignment(tight, batch) < misalignment(loose, batch)
 
 
-@pytest.mark.parametrize("bad", [{"epsilon": 0.0}, {"epsilon": -1.0}, {"dual_lr": 0.0},
+@pytest.mark.parametrize("bad", [{"epsilon": 0.0}, {"epsilon": -1.0}, {"epsilon": 1e-30}, {"dual_lr": 0.0},
                                  {"constraint_on": "classifier"}, {"dual_lr": 1e39}])
 def test_bad_settings_raise(bad):
     """As every method's settings are read (specs, CLI, train(hparams=...)): unknown choices and bad values stop."""
@@ -113,3 +113,13 @@ def test_the_violation_is_the_relative_misalignment_and_passes_gradcheck(tiny):
         target = alignment_target(method.model, batch.x, batch.mask, 0.0).double()[:2, :2]
         prediction = mapped_features(method.model, batch.x).double()[:2, :2].clone().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda p: method.align(p, target) / 0.01 - 1.0, (prediction,))
+
+
+def test_divergence_advice_names_the_methods_own_settings():
+    from explearn.train import divergence_advice
+
+    assert divergence_advice("two_stage_constrained") == (
+        "lower the learning rate (--hp lr=...), or lower dual_lr, or raise epsilon")
+    assert divergence_advice("standard") == "lower the learning rate (--hp lr=...)"
+    assert divergence_advice("two_stage") == "lower the learning rate (--hp lr=...), or lower lr_ratio"
+    assert "lower lam" in divergence_advice("energy")

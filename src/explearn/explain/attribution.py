@@ -23,10 +23,12 @@ GRADCAM_ATTRIBUTION = "Grad-CAM(predicted class) on m(f(x)), bilinear to the ima
 WRONG_SCORE_ATTRIBUTION = "|input_gradient(log p_predicted)| summed over channels, / per-image max"
 
 
-def mask_mass_share(attribution: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def mask_mass_share(attribution: torch.Tensor, mask: torch.Tensor, empty: float = float("nan")) -> torch.Tensor:
     """Share of absolute attribution mass inside the mask (relevance mass accuracy), per sample.
 
-    Soft masks weight each feature by their value. A sample with zero attribution everywhere gets NaN.
+    Soft masks weight each feature by their value. A sample with zero attribution everywhere gets ``empty``: NaN
+    by default (the mean leaves it out), 0 for Grad-CAM, whose map is zero everywhere on many images of a model
+    that learnt to switch it off, which must not raise its score (``alignment_estimate``).
 
     Shape:
         attribution (B, C, H, W), mask (B, 1 or C, H, W) -> (B,)
@@ -34,7 +36,7 @@ def mask_mass_share(attribution: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     mass = attribution.abs()
     inside = (mass * mask).flatten(1).sum(1)
     total = mass.flatten(1).sum(1)
-    return torch.where(total > 0, inside / total.clamp_min(1e-30), torch.full_like(total, float("nan")))
+    return torch.where(total > 0, inside / total.clamp_min(1e-30), torch.full_like(total, empty))
 
 
 #: Final attribution metrics read at most this many images of a split (its first ones with a mask, in the split's
@@ -77,7 +79,8 @@ def alignment_estimate(model: nn.Module, data: ExplanationDataset, batch_size: i
     Args:
         attribution: ``input_gradient`` (|d log p_predicted / dx|, ``ATTRIBUTION``) or ``gradcam`` (Grad-CAM of
             the predicted class on m(f(x)), Selvaraju et al. 2017, upsampled bilinearly to the image; its mass is
-            compared with the mask reduced over channels by their maximum: ``GRADCAM_ATTRIBUTION``).
+            compared with the mask reduced over channels by their maximum: ``GRADCAM_ATTRIBUTION``; an image whose
+            map is zero everywhere counts as share 0, so every image read counts).
 
     Raises:
         ConfigError: ``gradcam`` on a model without a feature map at m(f(x)) (e.g. an MLP).
@@ -97,7 +100,7 @@ def alignment_estimate(model: nn.Module, data: ExplanationDataset, batch_size: i
             if attribution == "gradcam":
                 mask = reduce_channels(data.mask[b]).unsqueeze(1)
                 cam = upsample_map(grad_cam(model, data.x[b]), tuple(mask.shape[-2:]))
-                shares.append(mask_mass_share(cam.unsqueeze(1), mask))
+                shares.append(mask_mass_share(cam.unsqueeze(1), mask, empty=0.0))  # a zero map: nothing inside
             else:
                 shares.append(mask_mass_share(input_gradients(model, data.x[b], target="predicted"), data.mask[b]))
     values = torch.cat(shares).double()

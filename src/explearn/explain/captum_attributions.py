@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from explearn.config import check
 from explearn.datasets.base import ExplanationDataset
 from explearn.explain.attribution import mask_mass_share
 from explearn.explain.gradcam import check_feature_map, reduce_channels
@@ -230,7 +231,8 @@ def gradcam(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None = Non
     from captum.attr import LayerAttribution, LayerGradCam
 
     with torch.no_grad():  # one image tells whether there is a map to explain
-        check_feature_map(model.mapping(model.features(x[:1])))
+        check_feature_map(model.mapping(model.features(x[:1])), who="the attribution 'gradcam'",
+                          advice="or another attribution (e.g. 'input_gradient', 'integrated_gradients')")
     cam = LayerGradCam(_logits_forward(model), model.mapping).attribute(
         x, target=_explained(model, x, target), relu_attributions=True)  # (B, 1, h, w)
     return LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode="bilinear").squeeze(1)
@@ -282,7 +284,7 @@ def pixel_magnitude(attribution: torch.Tensor) -> torch.Tensor:
     return attribution.abs().sum(1) if attribution.dim() == 4 else attribution.abs()
 
 
-def mass_share_of(attribution: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def mass_share_of(attribution: torch.Tensor, mask: torch.Tensor, empty: float = float("nan")) -> torch.Tensor:
     """``mask_mass_share`` of an attribution per input feature or per pixel: a per-pixel map (B, H, W) is compared
     with the mask reduced over its channels (max), so that a mask of C channels does not count a pixel C times.
 
@@ -290,8 +292,8 @@ def mass_share_of(attribution: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
         attribution (B, C, H, W) or (B, H, W), mask (B, 1 or C, H, W) -> (B,)
     """
     if attribution.dim() == 3:
-        return mask_mass_share(attribution.unsqueeze(1), reduce_channels(mask).unsqueeze(1))
-    return mask_mass_share(attribution, mask)
+        return mask_mass_share(attribution.unsqueeze(1), reduce_channels(mask).unsqueeze(1), empty)
+    return mask_mass_share(attribution, mask, empty)
 
 
 @torch.no_grad()
@@ -310,16 +312,22 @@ def alignment_under(model: nn.Module, data: ExplanationDataset, attribution: str
             chunks of ``IG_INTERNAL_BATCH``; occlusion ``OCCLUSION_PER_EVAL`` times as many).
 
     Returns:
-        The mean over the samples whose attribution is not zero everywhere; NaN when no sample has a mask.
+        The mean over the samples whose attribution is not zero everywhere (for ``gradcam``, over every sample: a
+        map that is zero everywhere counts as 0); NaN when no sample has a mask.
 
     Raises:
         ConfigError: an unknown attribution name (with the closest known ones); gradcam on a model without a
-            feature map at m(f(x)).
+            feature map at m(f(x)); a ``limit`` or ``batch_size`` below 1.
 
     Shape:
         data.x (N, C, H, W), data.mask (N, 1 or C, H, W)
     """
     compute = EVALUATION_ATTRIBUTIONS.get(attribution)
+    check(limit is None or (isinstance(limit, int) and limit >= 1), "alignment_under",
+          f"limit must be a positive number of images or None, got {limit!r}")
+    check(isinstance(batch_size, int) and batch_size >= 1, "alignment_under",
+          f"batch_size must be a positive integer, got {batch_size!r}")
+    empty = 0.0 if attribution == "gradcam" else float("nan")  # a zero Grad-CAM map: 0 inside (*/align_gradcam)
     idx = data.has_mask.nonzero().flatten()
     idx = idx[:limit] if limit is not None else idx
     if len(idx) == 0:
@@ -328,7 +336,7 @@ def alignment_under(model: nn.Module, data: ExplanationDataset, attribution: str
     with eval_mode(model):
         for start in range(0, len(idx), batch_size):
             b = idx[start:start + batch_size]
-            shares.append(mass_share_of(compute(model, data.x[b], None), data.mask[b]))
+            shares.append(mass_share_of(compute(model, data.x[b], None), data.mask[b], empty))
     values = torch.cat(shares).double()
     values = values[~torch.isnan(values)]
     return float(values.mean()) if len(values) else float("nan")

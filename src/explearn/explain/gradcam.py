@@ -19,13 +19,15 @@ from explearn.models.base import classify, eval_mode
 CAM_EPS = 1e-8
 
 
-def check_feature_map(mapped: torch.Tensor) -> None:
-    """Raise a ConfigError unless ``mapped`` is a feature map (B, C, h, w), naming the model's feature shape."""
+def check_feature_map(mapped: torch.Tensor, who: str = "Grad-CAM",
+                      advice: str = "or a method without Grad-CAM (e.g. 'rrr')") -> None:
+    """Raise a ConfigError unless ``mapped`` is a feature map (B, C, h, w), naming the model's feature shape, who
+    needs it (``who``) and what else to use (``advice``, after "use a convolutional model such as 'small_cnn',")."""
     if mapped.dim() != 4:
         raise ConfigError(
-            f"Grad-CAM needs a spatial feature map (B, C, h, w) at the classifier's input m(f(x)), but this model's "
+            f"{who} needs a spatial feature map (B, C, h, w) at the classifier's input m(f(x)), but this model's "
             f"features have shape {tuple(mapped.shape[1:])} per sample (a vector model such as 'mlp'?); use a "
-            "convolutional model such as 'small_cnn', or a method without Grad-CAM (e.g. 'rrr')"
+            f"convolutional model such as 'small_cnn', {advice}"
         )
 
 
@@ -64,7 +66,7 @@ def grad_cam_from(mapped: torch.Tensor, logits: torch.Tensor, target: torch.Tens
     return cam if create_graph else cam.detach()
 
 
-def mapped_forward(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def mapped_forward(model: nn.Module, x: torch.Tensor, **context: str) -> tuple[torch.Tensor, torch.Tensor]:
     """A = m(f(x)) and the logits c(A), with A in the graph even when f and m have no trainable parameters (so
     that Grad-CAM can differentiate w.r.t. it); one forward for a method's cross-entropy and its Grad-CAM term.
 
@@ -75,7 +77,7 @@ def mapped_forward(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tor
         x (B, C_in, H, W) -> A (B, C, h, w), logits (B, K)
     """
     mapped = model.mapping(model.features(x))
-    check_feature_map(mapped)
+    check_feature_map(mapped, **context)  # context: who needs the map and what else to use (check_feature_map)
     if not mapped.requires_grad:  # frozen f and m and a plain input: differentiate w.r.t. A alone
         mapped = mapped.detach().requires_grad_(True)
     return mapped, classify(model, mapped)

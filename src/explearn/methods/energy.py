@@ -179,7 +179,8 @@ class Energy(Method):
             logits (B, K), attribution (B, H, W) (input x gradient) or (B, h, w) (Grad-CAM)
         """
         if self.hparams.attribution == "gradcam":
-            mapped, out = mapped_forward(self.model, batch.x)
+            mapped, out = mapped_forward(self.model, batch.x, who="method 'energy' with attribution='gradcam'",
+                                         advice="or attribution='input_x_gradient'")
             return out, grad_cam_from(mapped, out, batch.y, create_graph=True) if explain else None
         if not explain:
             return model_logits(self.model, batch.x), None

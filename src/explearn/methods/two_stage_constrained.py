@@ -42,6 +42,11 @@ from explearn.methods.two_stage import AlignmentHParams, mapped_features
 from explearn.models.base import eval_mode, logits
 
 
+#: the smallest bound: a misalignment of 1e-3 gives a violation of 1e5 at 1e-8, and the Lagrangian's gradient
+#: (lambda / epsilon times the misalignment's) stays within float32 through Adam's squared moments
+MIN_EPSILON = 1e-8
+
+
 @dataclass(frozen=True)
 class ConstrainedHParams(AlignmentHParams):
     """Settings of the constrained two-stage variant.
@@ -53,10 +58,11 @@ class ConstrainedHParams(AlignmentHParams):
     uniform, so the values are small. ``epsilon`` = 0.001 lies inside what label-only training leaves.
 
     ``constraint_on`` = ``mapping`` (the paper's stage 2 trains m alone) often cannot meet it: at epsilon 0.001 the
-    final misalignment was 0.0042, 0.0008, 0.0150 (seeds 0-2) with final multipliers 19, 0, 473, and at
-    0.0003 none met it (multipliers 926, 39, 2705): f moves under the label loss and m alone cannot follow.
-    ``features_and_mapping`` met both bounds in every seed (0.00015-0.00086 at 0.001, 0.00002-0.00021 at 0.0003; multipliers 0-0.05), at a cost
-    in clean test accuracy at the tighter bound (0.598, 0.500, 0.545 against standard's 0.720, 0.561, 0.643).
+    final misalignment was 0.0042, 0.0008, 0.0150 (seeds 0-2) with multipliers (mean over the last epoch) 19, 0,
+    473, and at 0.0003 none met it (multipliers 926, 39, 2705): f moves under the label loss and m alone cannot
+    follow. ``features_and_mapping`` met both bounds in every seed (0.00015-0.00086 at 0.001, 0.00002-0.00021 at
+    0.0003; multipliers 0-0.05), at a cost in clean test accuracy at the tighter bound (0.598, 0.500, 0.545 against
+    standard's 0.720, 0.561, 0.643).
     ``dual_lr`` = 1: the violation is relative (misalignment / epsilon - 1), so a misalignment twice the bound
     raises lambda by 1 per batch.
     """
@@ -70,13 +76,15 @@ class ConstrainedHParams(AlignmentHParams):
     def __post_init__(self) -> None:
         super().__post_init__()
         where = "method 'two_stage_constrained'"
-        check(self.epsilon > 0, where, f"epsilon must be positive, got {self.epsilon}")
+        check(self.epsilon >= MIN_EPSILON, where,
+              f"epsilon must be at least {MIN_EPSILON:g}, got {self.epsilon:g}: the violation misalignment / epsilon "
+              "and the multiplier grow with 1 / epsilon, and below that float32 gradients overflow within a step")
         check(self.dual_lr > 0, where, f"dual_lr must be positive, got {self.dual_lr}")
         check_float32(self.dual_lr, "dual_lr", where)
 
 
 class MisalignmentBound(cooper.ConstrainedMinimizationProblem):
-    """The constrained problem of one batch for Cooper: the label loss, and g = misalignment - epsilon on the
+    """The constrained problem of one batch for Cooper: the label loss, and g = misalignment / epsilon - 1 on the
     samples that have a right-reason mask (no constraint is observed on a batch without one)."""
 
     def __init__(self, method: "TwoStageConstrained") -> None:
@@ -111,9 +119,9 @@ class TwoStageConstrained(Method):
     or to f and m: ``constraint_on``), by simultaneous gradient descent on the weights and projected ascent on the
     Lagrange multiplier (Cooper).
 
-    Logs per batch (averaged per epoch by the training loop): ``ce``, ``align_loss`` (the misalignment),
-    ``multiplier`` (lambda after the step), ``slack`` (epsilon - misalignment, in the loss's units: >= 0 where the constraint holds)
-    and ``grad_norm``.
+    Logs per batch, which the training loop averages over each epoch (so the history holds per-epoch means):
+    ``ce``, ``align_loss`` (the misalignment), ``multiplier`` (lambda after the step), ``slack`` (epsilon -
+    misalignment, in the loss's units: >= 0 where the constraint holds) and ``grad_norm``.
     """
 
     HParams = ConstrainedHParams
