@@ -14,6 +14,7 @@ from explearn.methods.counterexamples import Counterexamples, CounterexamplesHPa
 from explearn.methods.energy import Energy, EnergyHParams, energy_loss  # noqa: E402
 from explearn.methods.hint import HINT, HINTHParams, hint_loss  # noqa: E402
 from explearn.methods.joint import Joint, JointHParams  # noqa: E402
+from explearn.methods.rbr import RBR, RBRHParams, rbr_penalty  # noqa: E402
 from explearn.methods.rrr import (RRR, RRRHParams, input_gradient_penalty, rrr_forward, rrr_objective,  # noqa: E402
                                   rrr_penalty)
 from explearn.methods.rrr_gradcam import RRRGradCAM, RRRGradCAMHParams, gradcam_penalty  # noqa: E402
@@ -25,10 +26,10 @@ from explearn.methods.two_stage import (AlternationSchedule, TwoStage, TwoStageH
 from explearn.methods.two_stage_constrained import ConstrainedHParams, TwoStageConstrained  # noqa: E402
 
 __all__ = [
-    "METHODS", "TAP", "AlternationSchedule", "Batch", "ConstrainedHParams", "Counterexamples",
+    "METHODS", "RBR", "RBRHParams", "TAP", "AlternationSchedule", "Batch", "ConstrainedHParams", "Counterexamples",
     "CounterexamplesHParams", "Energy", "EnergyHParams", "HINT", "HINTHParams", "Joint", "JointHParams", "Method",
     "OptimHParams", "RRR", "RRRGradCAM", "RRRGradCAMHParams", "RRRHParams", "SaliencyGuided",
     "SaliencyGuidedHParams", "Standard", "TAPHParams", "TwoStage", "TwoStageConstrained", "TwoStageHParams",
     "TwoStageNoMapping", "activation_penalty", "energy_loss", "gradcam_penalty", "hint_loss",
-    "input_gradient_penalty", "masked_input", "rrr_forward", "rrr_objective", "rrr_penalty",
+    "input_gradient_penalty", "masked_input", "rbr_penalty", "rrr_forward", "rrr_objective", "rrr_penalty",
 ]
