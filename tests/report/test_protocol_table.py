@@ -38,3 +38,19 @@ def test_protocol_table_shows_each_protocol_difference_and_ties():
     assert "not evidence" in protocol_table("e", spec, stats, diffs, "quick")
     only_train_like = stats[stats["metric"].str.startswith("train_like")]
     assert protocol_table("e", spec, only_train_like, diffs, "full") == ""  # nothing beyond today's selection
+
+
+def test_methods_that_only_a_variant_runs_get_their_rows():
+    """A method listed only in a variant (the spurious spec's counterexamples, or issue 16's methods) has rows in
+    the per-method and protocol tables, after the spec's own methods, in the order the variants name them."""
+    from explearn.report.tables import experiment_section, report_methods
+
+    spec = {"headline": ["test/acc"], "baseline": "standard", "settings": ["s"], "methods": ["standard", "rrr"],
+            "variants": [{"label": "s", "methods": ["standard", "tap", "energy"]}, {"label": "t", "methods": ["tap"]}]}
+    assert report_methods(spec) == ["standard", "rrr", "tap", "energy"]
+    stats = pd.DataFrame([_row("s", m, f"{p}test/acc", 0.5) for m in ("standard", "energy")
+                          for p in ("", "train_like:", "oracle:")])
+    assert "| s | energy | 0.500 [0.500, 0.500] |" in protocol_table("e", spec, stats, pd.DataFrame(), "full")
+    section = experiment_section("e", spec, stats, pd.DataFrame(), pd.DataFrame())
+    assert "| s | energy | 0.500 ± 0.000 [0.500, 0.500] |" in section  # the per-method table
+    assert section.index("| s | standard | 0.500 ±") < section.index("| s | energy | 0.500 ±")

@@ -10,6 +10,17 @@ from typing import Any, Mapping
 import pandas as pd
 
 
+def report_methods(spec: Mapping[str, Any]) -> list[str]:
+    """Every method a spec runs, in the order its tables list them: the spec's ``methods``, then those that only
+    some variants or scenarios run, in the order they first appear there."""
+    found = list(spec.get("methods", []))
+    for group in ("scenarios", "variants"):
+        for entry in spec.get(group) or []:
+            if isinstance(entry, Mapping):
+                found += list(entry.get("methods", []))
+    return list(dict.fromkeys(found))
+
+
 def fmt(value: Any, digits: int = 3) -> str:
     """A number with ``digits`` decimals; blank for None or NaN."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -204,7 +215,7 @@ def experiment_section(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, 
     reference = spec.get("reference")
     parts = spec.get("setting_parts", {})
     for setting in spec["settings"]:
-        for method in spec["methods"]:
+        for method in report_methods(spec):
             row_stats = stats[(stats["setting"] == setting) & (stats["method"] == method)]
             if row_stats.empty:
                 continue
@@ -291,7 +302,7 @@ def protocol_table(name: str, spec: Mapping[str, Any], stats: pd.DataFrame, diff
              "practitioner has; \\* marks runs whose epochs all tied under the protocol (it could not tell them "
              "apart).", "", "| setting | method | " + " | ".join(present) + " |", "|" + "---|" * (len(present) + 2)]
     for setting in spec["settings"]:
-        for method in spec["methods"]:
+        for method in report_methods(spec):
             cells = []
             for p in present:
                 hit = stats[(stats["setting"] == setting) & (stats["method"] == method)

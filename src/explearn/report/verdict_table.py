@@ -12,7 +12,7 @@ from typing import Any, Mapping, NamedTuple
 import pandas as pd
 
 from explearn.metrics import difference_bounds
-from explearn.report.tables import NOT_EVIDENCE, at_preset, fmt, fmt_signed, lower_is_better
+from explearn.report.tables import NOT_EVIDENCE, at_preset, fmt, fmt_signed, lower_is_better, report_methods
 from explearn.results import protocol_runs
 from explearn.selection import PROTOCOLS
 from explearn.verdicts import DELTA, DELTA_RELIANCE, Comparison, decide, headroom_and_share, paired_test
@@ -292,5 +292,5 @@ def _mean(runs: pd.DataFrame, setting: str, method: str, column: str) -> float:
 
 
 def _order(spec: Mapping[str, Any]):
-    methods = list(spec.get("methods", []))
+    methods = report_methods(spec)
     return lambda m: (methods.index(m) if m in methods else len(methods), m)
