@@ -391,14 +391,15 @@ def test_reproduce_resumes_past_a_damaged_record(tmp_path, capsys):
 
 # --- Ctrl-C (issue 12, item 3) ------------------------------------------------------------------------------------
 
-# two runs that finish in a second or two (n_train 8) and two that train for minutes (n_train 512), two workers
+# two runs that finish in a second or two (n_train 8) and two that train for many minutes (n_train 4096: they must
+# not finish before the interrupt is handled, even on a loaded machine, where that took over 30 s), two workers
 SLOW_SPEC = """
 dataset = "triangles"
 methods = ["standard"]
 seeds = 2
 epochs = 200
 data = { n_val = 4, n_test = 4, image_size = 32 }
-grid = { n_train = [8, 512] }
+grid = { n_train = [8, 4096] }
 """
 
 
