@@ -411,7 +411,9 @@ def test_ctrl_c_says_what_is_stored_in_one_line_and_the_workers_exit(tmp_path):
     specs.mkdir()
     (specs / "slow.toml").write_text(SLOW_SPEC)
     out = tmp_path / "report"
-    launch = python(script(tmp_path, "launch.py", "\nimport sys\nfrom explearn.cli import main\n\n"
+    # SIGUSR1 dumps every thread's stack (faulthandler), so that an exit that does not come says where it hangs
+    launch = python(script(tmp_path, "launch.py", "\nimport faulthandler, signal, sys\nfrom explearn.cli import main\n"
+                           "\nfaulthandler.register(signal.SIGUSR1, all_threads=True)\n\n"
                            "if __name__ == '__main__':\n    sys.exit(main(sys.argv[1:]))\n"),
                     "reproduce", specs, "--preset", "smoke", "--out", out, "--workers", "2",
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -426,7 +428,15 @@ def test_ctrl_c_says_what_is_stored_in_one_line_and_the_workers_exit(tmp_path):
         assert len(workers) == 2
         os.killpg(launch.pid, signal.SIGINT)
         # 30 s sufficed on an idle machine; beside another sweep on both cores the exit took longer (CI 2026-11-30)
-        stdout, stderr = launch.communicate(timeout=120)
+        try:
+            stdout, stderr = launch.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.kill(launch.pid, signal.SIGUSR1)
+            time.sleep(2)
+            os.killpg(launch.pid, signal.SIGKILL)
+            stdout, stderr = launch.communicate()
+            raise AssertionError(f"no exit 120 s after SIGINT; output {stdout!r}; the stacks then:\n"
+                                 f"{stderr.decode(errors='replace')}") from None
         start = time.monotonic()
         while time.monotonic() - start < 3 and not all(map(exited, children)):
             time.sleep(0.01)
