@@ -435,8 +435,7 @@ def test_ctrl_c_says_what_is_stored_in_one_line_and_the_workers_exit(tmp_path):
             time.sleep(2)
             os.killpg(launch.pid, signal.SIGKILL)
             stdout, stderr = launch.communicate()
-            raise AssertionError(f"no exit 120 s after SIGINT; output {stdout!r}; the stacks then:\n"
-                                 f"{stderr.decode(errors='replace')}") from None
+            raise AssertionError(f"no exit 120 s after SIGINT; output {stdout!r}; the stacks then:\n{stderr}") from None
         start = time.monotonic()
         while time.monotonic() - start < 3 and not all(map(exited, children)):
             time.sleep(0.01)
