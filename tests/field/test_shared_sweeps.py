@@ -413,7 +413,10 @@ def test_ctrl_c_says_what_is_stored_in_one_line_and_the_workers_exit(tmp_path):
     out = tmp_path / "report"
     # SIGUSR1 dumps every thread's stack (faulthandler), so that an exit that does not come says where it hangs
     launch = python(script(tmp_path, "launch.py", "\nimport faulthandler, signal, sys\nfrom explearn.cli import main\n"
-                           "\nfaulthandler.register(signal.SIGUSR1, all_threads=True)\n\n"
+                           "\nfaulthandler.register(signal.SIGUSR1, all_threads=True)\n"
+                           # as in a terminal: a background job of a non-interactive shell (a CI script's `cmd &`)
+                           # starts with SIGINT ignored, and the launch would inherit that through pytest
+                           "signal.signal(signal.SIGINT, signal.default_int_handler)\n\n"
                            "if __name__ == '__main__':\n    sys.exit(main(sys.argv[1:]))\n"),
                     "reproduce", specs, "--preset", "smoke", "--out", out, "--workers", "2",
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
